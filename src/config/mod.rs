@@ -1,0 +1,349 @@
+//! The configuration file: what the operator writes, validated into typed settings.
+//!
+//! The doc comments on these types are the user reference for every option;
+//! `config/authsync.example.toml` shows them all in use. Loading (with file:line:column
+//! for every problem, all reported at once) lives in [`load`]; prop references
+//! (`"vault:secret/oauth/google#client_id"`) in [`reference`].
+
+mod load;
+pub mod reference;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use load::{load, parse, ConfigError, Diagnostic, Loaded, Severity};
+pub use reference::{PropRef, SecretRef};
+
+use crate::secret::{SecretSetting, SecretString};
+
+/// Default config path when neither `-c` nor `$AUTHSYNC_CONFIG` is given.
+pub const DEFAULT_PATH: &str = "/etc/authsync/authsync.toml";
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from (for messages).
+    pub file: PathBuf,
+    pub sync: SyncConfig,
+    pub server: ServerConfig,
+    pub log: LogConfig,
+    /// Secret stores by name; prop references name them (`vault:…`).
+    pub sources: BTreeMap<String, SourceConfig>,
+    /// Target portals by name.
+    pub portals: BTreeMap<String, PortalConfig>,
+    /// One entry per `[[map]]` block, in file order.
+    pub maps: Vec<MapConfig>,
+}
+
+/// When the daemon runs a cycle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Schedule {
+    /// A 6-field cron expression (with seconds), evaluated in UTC.
+    Cron(String),
+    /// A fixed period between cycle starts.
+    Interval(Duration),
+}
+
+/// What to do with values edited on the portal (or anything else that differs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Drift {
+    /// Every cycle, make the portal's values equal to the sources (reverts UI edits).
+    #[default]
+    Enforce,
+    /// Push only when a source value changed since the last push.
+    Ignore,
+}
+
+/// `[sync]`: when and how cycles run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    /// Cron schedule, 6 fields with seconds, UTC: `"0 */5 * * * *"`. Exactly one of
+    /// `schedule` / `interval`; neither means `interval = "5m"`.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// Fixed interval between cycles: `"30s"`, `"5m"`, `"1h"`.
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<Duration>,
+    /// Random delay (0..jitter) before each scheduled cycle, so fleets don't stampede.
+    #[serde(default, with = "humantime_serde")]
+    pub jitter: Option<Duration>,
+    /// `enforce` (default) or `ignore`; see [`Drift`].
+    #[serde(default)]
+    pub drift: Drift,
+    /// Where `run` and `sync` record what was pushed (fingerprints, never values).
+    #[serde(default = "default_state_file")]
+    pub state_file: PathBuf,
+    /// Portals worked on at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            schedule: None,
+            interval: None,
+            jitter: None,
+            drift: Drift::default(),
+            state_file: default_state_file(),
+            concurrency: default_concurrency(),
+        }
+    }
+}
+
+impl SyncConfig {
+    /// The effective schedule (validated at load time).
+    pub fn schedule(&self) -> Schedule {
+        match (&self.schedule, self.interval) {
+            (Some(cron), _) => Schedule::Cron(cron.clone()),
+            (None, Some(every)) => Schedule::Interval(every),
+            (None, None) => Schedule::Interval(Duration::from_secs(300)),
+        }
+    }
+}
+
+fn default_state_file() -> PathBuf {
+    PathBuf::from("/var/lib/authsync/state.json")
+}
+fn default_concurrency() -> usize {
+    16
+}
+
+/// `[server]`: the HTTP endpoints served by `run`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address for `/metrics`, `/healthz`, `/readyz`, `/trigger`.
+    #[serde(default = "default_listen")]
+    pub listen: std::net::SocketAddr,
+    /// Bearer token required by `POST /trigger`; absent → the endpoint answers 404.
+    #[serde(default)]
+    pub trigger_token: Option<SecretSetting>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { listen: default_listen(), trigger_token: None }
+    }
+}
+
+fn default_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 9464))
+}
+
+/// `[log]`: log output. `--log-format` / `--log-level` override it; `RUST_LOG` wins over both.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (default) or `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// `error`, `warn`, `info` (default), `debug` or `trace`.
+    #[serde(default)]
+    pub level: LogLevel,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Log verbosity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// `[sources.NAME]`: a secret store. `kind` picks the store.
+#[derive(Debug, Clone)]
+pub enum SourceConfig {
+    Vault(VaultSourceConfig),
+    Aws(AwsSourceConfig),
+    Files(FilesSourceConfig),
+}
+
+impl SourceConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceConfig::Vault(_) => "vault",
+            SourceConfig::Aws(_) => "aws",
+            SourceConfig::Files(_) => "files",
+        }
+    }
+}
+
+/// `kind = "vault"`: HashiCorp Vault or OpenBao, KV v1 or v2.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultSourceConfig {
+    #[serde(rename = "kind")]
+    _kind: String,
+    /// Server address, e.g. `https://vault.example.com:8200`.
+    pub address: url::Url,
+    /// Vault Enterprise / OpenBao namespace, sent on every request.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// PEM file with the CA that signed the server's certificate (private CAs).
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
+    /// How to log in; default `{ method = "token", token = { env = "VAULT_TOKEN" } }`.
+    #[serde(default)]
+    pub auth: VaultAuth,
+    /// `1` or `2`; absent → detected per mount (`sys/internal/ui/mounts`, as `vault kv` does).
+    #[serde(default)]
+    pub kv_version: Option<u8>,
+    /// Per-request timeout.
+    #[serde(default = "default_source_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+/// Vault authentication methods.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "method", rename_all = "lowercase", deny_unknown_fields)]
+pub enum VaultAuth {
+    /// A token (`VAULT_TOKEN`, a file, …).
+    Token {
+        token: SecretSetting,
+    },
+    /// AppRole: `role_id` and `secret_id`, at `mount` (default `approle`).
+    Approle {
+        role_id: SecretSetting,
+        secret_id: SecretSetting,
+        #[serde(default = "default_approle_mount")]
+        mount: String,
+    },
+    /// Kubernetes service-account auth: `role` at `mount` (default `kubernetes`); the JWT
+    /// is re-read from `jwt_file` at every login (projected tokens rotate).
+    Kubernetes {
+        role: String,
+        #[serde(default = "default_k8s_mount")]
+        mount: String,
+        #[serde(default = "default_k8s_jwt")]
+        jwt_file: PathBuf,
+    },
+}
+
+impl Default for VaultAuth {
+    fn default() -> Self {
+        VaultAuth::Token { token: SecretSetting::Env { env: "VAULT_TOKEN".into() } }
+    }
+}
+
+fn default_approle_mount() -> String {
+    "approle".into()
+}
+fn default_k8s_mount() -> String {
+    "kubernetes".into()
+}
+fn default_k8s_jwt() -> PathBuf {
+    PathBuf::from("/var/run/secrets/kubernetes.io/serviceaccount/token")
+}
+fn default_source_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// `kind = "aws"`: AWS Secrets Manager. Credentials come from the AWS default chain
+/// (env, profile, web identity / IRSA, ECS, IMDS).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSourceConfig {
+    #[serde(rename = "kind")]
+    _kind: String,
+    /// Region; default from the chain (`AWS_REGION`, profile, IMDS).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Endpoint override (LocalStack, moto, VPC endpoints). `AWS_ENDPOINT_URL_SECRETS_MANAGER`
+    /// works too.
+    #[serde(default)]
+    pub endpoint_url: Option<url::Url>,
+    /// Assume this role (STS AssumeRole) on top of the chain's credentials.
+    #[serde(default)]
+    pub role_arn: Option<String>,
+    /// Profile from `~/.aws/config` to use instead of the default one.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Per-request timeout.
+    #[serde(default = "default_source_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+/// `kind = "files"`: a directory of files (a mounted Kubernetes Secret, systemd
+/// `LoadCredential=` credentials). A prop's PATH is a file name under `dir`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesSourceConfig {
+    #[serde(rename = "kind")]
+    _kind: String,
+    /// The directory. `$CREDENTIALS_DIRECTORY` is a good value under systemd.
+    pub dir: PathBuf,
+}
+
+/// How authsync authenticates to a portal.
+#[derive(Debug, Clone)]
+pub enum PortalAuth {
+    /// `api_key`: a personal access token (`sk-…`) of an admin with scope `*:write`.
+    ApiKey(SecretSetting),
+    /// `user` + `password`: logs in through `POST /api/2.0/authentication`.
+    Login { user: String, password: SecretSetting },
+}
+
+/// `[portals.NAME]`: a portal to keep in sync.
+#[derive(Debug, Clone)]
+pub struct PortalConfig {
+    /// Base URL, e.g. `https://docs.example.com`.
+    pub url: url::Url,
+    pub auth: PortalAuth,
+    /// Per-request timeout (default 15 s).
+    pub timeout: Duration,
+    /// PEM CA file for portals behind a private CA.
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// `[[map]]`: which secret goes into which prop of one portal service.
+#[derive(Debug, Clone)]
+pub struct MapConfig {
+    /// The portal's service name (exact, case-sensitive), e.g. `google`, `s3`, `telegram`.
+    pub service: String,
+    /// Portals this block applies to; `None` = every portal.
+    pub portals: Option<Vec<String>>,
+    /// prop name → where its value comes from.
+    pub props: BTreeMap<String, PropRef>,
+    /// Line of the block's `service =` in the file (for messages).
+    pub line: usize,
+}
+
+impl MapConfig {
+    pub fn applies_to(&self, portal: &str) -> bool {
+        self.portals.as_ref().is_none_or(|ps| ps.iter().any(|p| p == portal))
+    }
+}
+
+/// A literal prop value (`{ value = "…" }`), kept secret like any other.
+pub type Literal = SecretString;

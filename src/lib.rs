@@ -1,0 +1,31 @@
+//! authsync keeps the authorization keys of ONLYOFFICE portals (Settings → Integration →
+//! Third-party services) in sync with the secret stores where those credentials live.
+//!
+//! The data flow, top to bottom:
+//!
+//! | step | module |
+//! |---|---|
+//! | read and validate the config | [`config`] (with [`catalog`] for names, [`secret`] for secret settings) |
+//! | expand `[[map]]` blocks into (portal, service) targets | [`mapping`] |
+//! | read each referenced secret once | [`resolve`] over [`sources`] (`vault`, `aws`, `files`) |
+//! | diff desired against the portal's values | [`plan`] (values shown as [`fingerprint`]s) |
+//! | push what differs, read it back | [`sync`] over [`portal`] |
+//! | print and log the outcome | [`report`], [`logging`] |
+//!
+//! [`cli`] and [`commands`] are the command line; [`daemon`] is `authsync run`.
+
+pub mod catalog;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod daemon;
+pub mod fingerprint;
+pub mod logging;
+pub mod mapping;
+pub mod plan;
+pub mod portal;
+pub mod report;
+pub mod resolve;
+pub mod secret;
+pub mod sources;
+pub mod sync;

@@ -1,0 +1,429 @@
+//! The portal's authorization-keys API (`GET`/`POST /api/2.0/settings/authservice`).
+//!
+//! HTTP status first, envelope second (a portal can wrap a 400 in a success-shaped
+//! body). Bodies are read with a size bound, never echoed into errors (a GET body holds
+//! every key in clear text), and JSON decoding errors are reported by position only,
+//! since serde's messages can quote the offending value.
+
+mod error;
+
+use std::time::Duration;
+
+use rand::Rng;
+use reqwest::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+pub use error::PortalError;
+
+use crate::config::{PortalAuth, PortalConfig};
+use crate::secret::{ExposeSecret, SecretString};
+
+/// Longest value a DocSpace portal (v3.7.1+) stores in one prop.
+pub const MAX_VALUE_LEN: usize = 4000;
+/// Largest response body read from a portal.
+const MAX_BODY: usize = 8 * 1024 * 1024;
+/// Attempts per request for errors that may pass (5xx, 429, timeouts, resets).
+const ATTEMPTS: u32 = 3;
+/// Longest wait authsync accepts from a `Retry-After`.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+const AUTHSERVICE: &str = "api/2.0/settings/authservice";
+const LOGIN: &str = "api/2.0/authentication";
+
+/// One service as the portal reports it.
+#[derive(Debug, Clone)]
+pub struct PortalService {
+    pub name: String,
+    pub title: String,
+    /// False when the installer fixed the keys in the server's config file.
+    pub can_set: bool,
+    pub paid: bool,
+    /// Props in the portal's order; empty when `can_set` is false.
+    pub props: Vec<PortalProp>,
+}
+
+impl PortalService {
+    pub fn prop(&self, name: &str) -> Option<&PortalProp> {
+        self.props.iter().find(|p| p.name == name)
+    }
+}
+
+/// One prop and its current value (the portal returns values in clear).
+#[derive(Debug, Clone)]
+pub struct PortalProp {
+    pub name: String,
+    pub value: SecretString,
+}
+
+/// A client for one portal.
+pub struct PortalClient {
+    name: String,
+    base: url::Url,
+    http: reqwest::Client,
+    auth: PortalAuth,
+    timeout: Duration,
+    /// Login token (user + password auth), reused until the portal refuses it.
+    token: Mutex<Option<SecretString>>,
+}
+
+#[derive(Deserialize)]
+struct Envelope<T> {
+    response: Option<T>,
+    #[serde(default)]
+    status: Option<i64>,
+    #[serde(default)]
+    error: Option<ErrorBody>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireService {
+    name: String,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    can_set: bool,
+    #[serde(default)]
+    paid: bool,
+    #[serde(default)]
+    props: Option<Vec<WireProp>>,
+}
+
+#[derive(Deserialize)]
+struct WireProp {
+    name: String,
+    #[serde(default)]
+    value: Option<SecretString>,
+}
+
+#[derive(Deserialize)]
+struct LoginResponse {
+    #[serde(default)]
+    token: Option<SecretString>,
+    #[serde(default)]
+    tfa: bool,
+}
+
+impl PortalClient {
+    /// Builds the client (TLS verified with the system roots, plus `ca_cert` if given).
+    pub fn new(name: &str, cfg: &PortalConfig) -> Result<PortalClient, PortalError> {
+        let mut builder = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout)
+            .user_agent(concat!("authsync/", env!("CARGO_PKG_VERSION")))
+            .pool_idle_timeout(Duration::from_secs(90));
+        if let Some(ca) = &cfg.ca_cert {
+            let pem = std::fs::read(ca)
+                .map_err(|e| PortalError::Connect(format!("cannot read ca_cert {}: {e}", ca.display())))?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                PortalError::Connect(format!("ca_cert {} is not a PEM certificate: {e}", ca.display()))
+            })?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| PortalError::Connect(format!("cannot build an HTTP client: {e}")))?;
+        let mut base = cfg.url.clone();
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        Ok(PortalClient {
+            name: name.to_string(),
+            base,
+            http,
+            auth: cfg.auth.clone(),
+            timeout: cfg.timeout,
+            token: Mutex::new(None),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Every service the portal has keys for.
+    pub async fn services(&self) -> Result<Vec<PortalService>, PortalError> {
+        let body = self.call(Method::GET, AUTHSERVICE, None, &[]).await?;
+        let services: Vec<WireService> = decode(&body)?;
+        Ok(services
+            .into_iter()
+            .map(|s| PortalService {
+                title: s.title.unwrap_or_else(|| s.name.clone()),
+                name: s.name,
+                can_set: s.can_set,
+                paid: s.paid,
+                props: s
+                    .props
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|p| PortalProp {
+                        name: p.name,
+                        value: p.value.unwrap_or_else(|| SecretString::from(String::new())),
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+
+    /// Sets some props of one service. Returns the portal's `true` (something changed)
+    /// or `false` (all values were already equal).
+    ///
+    /// Refuses, without sending anything, a value over [`MAX_VALUE_LEN`] and a request
+    /// whose every value is empty (the portal would clear the whole service).
+    pub async fn set(&self, service: &str, props: &[(String, SecretString)]) -> Result<bool, PortalError> {
+        for (prop, value) in props {
+            let len = value.expose_secret().chars().count();
+            if len > MAX_VALUE_LEN {
+                return Err(PortalError::ValueTooLong { prop: prop.clone(), len, max: MAX_VALUE_LEN });
+            }
+        }
+        if props.iter().all(|(_, v)| v.expose_secret().is_empty()) {
+            return Err(PortalError::BadRequest(
+                "refusing to send only empty values: the portal would clear every key of the service".into(),
+            ));
+        }
+        let body = serde_json::json!({
+            "name": service,
+            "props": props
+                .iter()
+                .map(|(name, value)| serde_json::json!({ "name": name, "value": value.expose_secret() }))
+                .collect::<Vec<_>>(),
+        });
+        let sent: Vec<&str> = props.iter().map(|(_, v)| v.expose_secret()).collect();
+        let body = self.call(Method::POST, AUTHSERVICE, Some(&body), &sent).await?;
+        decode::<bool>(&body)
+    }
+
+    /// One request with retries for errors that may pass, and one re-login when a
+    /// login token is refused.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        sent: &[&str],
+    ) -> Result<Vec<u8>, PortalError> {
+        let mut relogged = false;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self.send_once(method.clone(), path, body, sent).await;
+            match result {
+                Err(PortalError::Unauthorized) if matches!(self.auth, PortalAuth::Login { .. }) && !relogged => {
+                    relogged = true;
+                    *self.token.lock().await = None;
+                    tracing::info!(portal = %self.name, "login token refused; logging in again");
+                }
+                Err(e) if e.is_retryable() && attempt < ATTEMPTS => {
+                    let wait = backoff(attempt, &e);
+                    tracing::warn!(portal = %self.name, %method, error = %e, retry_in_ms = wait.as_millis() as u64, "portal request failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn send_once(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        sent: &[&str],
+    ) -> Result<Vec<u8>, PortalError> {
+        let url = self.url(path)?;
+        let mut req = self.http.request(method.clone(), url).header("Accept", "application/json");
+        req = req.header(AUTHORIZATION, self.authorization().await?);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req.send().await.map_err(|e| self.transport_error(&e))?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let bytes = read_bounded(resp).await.map_err(|e| self.transport_error(&e))?;
+        tracing::debug!(portal = %self.name, %method, path, status = status.as_u16(), "portal answered");
+        if status.is_success() {
+            return Ok(bytes);
+        }
+        let message = error_message(&bytes, sent);
+        Err(match status {
+            StatusCode::UNAUTHORIZED => PortalError::Unauthorized,
+            StatusCode::PAYMENT_REQUIRED => PortalError::PaymentRequired(message),
+            StatusCode::FORBIDDEN => PortalError::Forbidden(message),
+            StatusCode::BAD_REQUEST if message.trim() == "Bad keys" => PortalError::BadKeys,
+            StatusCode::BAD_REQUEST => PortalError::BadRequest(message),
+            StatusCode::TOO_MANY_REQUESTS => PortalError::RateLimited { retry_after },
+            s if s.is_server_error() => PortalError::Server { status: s.as_u16(), message },
+            s => PortalError::Unexpected(s.as_u16()),
+        })
+    }
+
+    fn url(&self, path: &str) -> Result<url::Url, PortalError> {
+        self.base
+            .join(path)
+            .map_err(|e| PortalError::Connect(format!("cannot build the request URL: {e}")))
+    }
+
+    fn transport_error(&self, e: &reqwest::Error) -> PortalError {
+        if e.is_timeout() {
+            PortalError::Timeout(self.timeout)
+        } else {
+            PortalError::Connect(chain(e))
+        }
+    }
+
+    /// The `Authorization` header: `Bearer <api key>`, or the raw login token.
+    async fn authorization(&self) -> Result<HeaderValue, PortalError> {
+        let raw = match &self.auth {
+            PortalAuth::ApiKey(key) => {
+                let key = key.read().map_err(|e| PortalError::Login(format!("cannot read api_key: {e}")))?;
+                format!("Bearer {}", key.expose_secret())
+            }
+            PortalAuth::Login { user, password } => {
+                let mut token = self.token.lock().await;
+                if token.is_none() {
+                    *token = Some(self.login(user, password).await?);
+                }
+                token.as_ref().map(|t| t.expose_secret().to_string()).unwrap_or_default()
+            }
+        };
+        let mut value = HeaderValue::from_str(&raw)
+            .map_err(|_| PortalError::Login("the credential contains characters not allowed in a header".into()))?;
+        value.set_sensitive(true);
+        Ok(value)
+    }
+
+    async fn login(
+        &self,
+        user: &str,
+        password: &crate::secret::SecretSetting,
+    ) -> Result<SecretString, PortalError> {
+        let password = password.read().map_err(|e| PortalError::Login(format!("cannot read password: {e}")))?;
+        let body = serde_json::json!({ "userName": user, "password": password.expose_secret() });
+        let resp = self
+            .http
+            .post(self.url(LOGIN)?)
+            .header("Accept", "application/json")
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        let status = resp.status();
+        let bytes = read_bounded(resp).await.map_err(|e| self.transport_error(&e))?;
+        let message = error_message(&bytes, &[password.expose_secret()]);
+        match status {
+            s if s.is_success() => {}
+            StatusCode::UNAUTHORIZED => {
+                return Err(PortalError::Login(format!("{user}: wrong user name or password ({message})")))
+            }
+            StatusCode::FORBIDDEN => {
+                return Err(PortalError::Login(format!(
+                    "{user}: the portal refused the login ({message}); after 5 failures it locks the account for 60 s"
+                )))
+            }
+            s => return Err(PortalError::Login(format!("{user}: HTTP {} ({message})", s.as_u16()))),
+        }
+        let answer: LoginResponse = decode(&bytes)?;
+        if answer.tfa {
+            return Err(PortalError::Login(format!(
+                "{user} has two-factor authentication on, so the portal issues no token; use an api_key instead"
+            )));
+        }
+        tracing::info!(portal = %self.name, %user, "logged in");
+        answer
+            .token
+            .filter(|t| !t.expose_secret().is_empty())
+            .ok_or_else(|| PortalError::Login(format!("{user}: the portal returned no token")))
+    }
+}
+
+/// Reads a response body up to [`MAX_BODY`] bytes.
+async fn read_bounded(mut resp: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if out.len() + chunk.len() > MAX_BODY {
+            break;
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// The `response` of a success envelope.
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, PortalError> {
+    let env: Envelope<T> = serde_json::from_slice(bytes).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            PortalError::InvalidResponse(format!("the body ({} bytes) is not JSON", bytes.len()))
+        } else {
+            // Position only: serde's message may quote a value.
+            PortalError::InvalidResponse(format!(
+                "unexpected JSON shape at line {} column {}",
+                e.line(),
+                e.column()
+            ))
+        }
+    })?;
+    if env.status.unwrap_or(0) != 0 {
+        let message = env.error.and_then(|e| e.message).unwrap_or_else(|| "no message".into());
+        return Err(PortalError::BadRequest(message.chars().take(300).collect()));
+    }
+    env.response
+        .ok_or_else(|| PortalError::InvalidResponse("the envelope has no `response`".into()))
+}
+
+/// The portal's error message, cut short and scrubbed of the values that were sent.
+fn error_message(bytes: &[u8], sent: &[&str]) -> String {
+    let parsed: Option<Envelope<serde_json::Value>> = serde_json::from_slice(bytes).ok();
+    let message = match parsed {
+        Some(env) => env
+            .error
+            .and_then(|e| e.message)
+            .or_else(|| env.response.and_then(|r| r.as_str().map(str::to_string)))
+            .unwrap_or_default(),
+        None if bytes.is_empty() => String::new(),
+        None => format!("a {}-byte body that is not JSON", bytes.len()),
+    };
+    let mut message: String = message.chars().take(300).collect();
+    for value in sent.iter().filter(|v| v.len() >= 4) {
+        message = message.replace(value, "**REDACTED**");
+    }
+    if message.is_empty() {
+        "no message".into()
+    } else {
+        message
+    }
+}
+
+/// Exponential backoff with full jitter, or the portal's `Retry-After` (capped).
+fn backoff(attempt: u32, e: &PortalError) -> Duration {
+    if let PortalError::RateLimited { retry_after: Some(after) } = e {
+        return (*after).min(MAX_RETRY_AFTER);
+    }
+    let ceiling = Duration::from_millis(250 * 2u64.pow(attempt.min(6)));
+    let ms = rand::rng().random_range(ceiling.as_millis() as u64 / 2..=ceiling.as_millis() as u64);
+    Duration::from_millis(ms)
+}
+
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        msg.push_str(": ");
+        msg.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    msg
+}

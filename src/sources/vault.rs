@@ -1,0 +1,274 @@
+//! HashiCorp Vault / OpenBao, KV v1 and v2, through `vaultrs`.
+//!
+//! Paths are written as `vault kv get` takes them, mount first (`secret/oauth/google`).
+//! Which part is the mount, and which KV version it runs, is asked once per path prefix
+//! from `sys/internal/ui/mounts/PATH` (what the `vault` CLI does), unless `kv_version`
+//! is set on the source.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use vaultrs::api::kv2::requests::ReadSecretRequest;
+use vaultrs::client::{Client, VaultClient, VaultClientSettingsBuilder};
+use vaultrs::error::ClientError;
+
+use super::{json_to_secret, Content, Secret, Source, SourceError};
+use crate::config::{VaultAuth, VaultSourceConfig};
+use crate::secret::{read_secret_file, ExposeSecret, SecretString};
+
+/// A Vault or OpenBao server.
+pub struct VaultSource {
+    name: String,
+    client: VaultClient,
+    /// Plain HTTP client (same CA, timeout) for the one endpoint vaultrs lacks.
+    http: reqwest::Client,
+    address: url::Url,
+    namespace: Option<String>,
+    token: SecretString,
+    kv_version: Option<u8>,
+    /// path → (mount, kv version), learnt from the server.
+    mounts: Mutex<HashMap<String, (String, u8)>>,
+}
+
+impl VaultSource {
+    /// Builds the client and logs in (for AppRole / Kubernetes auth).
+    pub async fn connect(name: &str, cfg: &VaultSourceConfig) -> Result<VaultSource, SourceError> {
+        let mut ca_certs = Vec::new();
+        let mut http = reqwest::Client::builder().timeout(cfg.timeout);
+        if let Some(ca) = &cfg.ca_cert {
+            ca_certs.push(ca.display().to_string());
+            let pem = std::fs::read(ca)
+                .map_err(|e| SourceError::Invalid(format!("cannot read ca_cert {}: {e}", ca.display())))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| SourceError::Invalid(format!("ca_cert {} is not a PEM certificate: {e}", ca.display())))?;
+            http = http.add_root_certificate(cert);
+        }
+        let http = http
+            .build()
+            .map_err(|e| SourceError::Invalid(format!("cannot build an HTTP client: {e}")))?;
+        let initial_token = match &cfg.auth {
+            VaultAuth::Token { token } => token
+                .read()
+                .map_err(|e| SourceError::Auth(format!("cannot read the Vault token: {e}")))?,
+            _ => SecretString::from(String::new()),
+        };
+        let mut settings = VaultClientSettingsBuilder::default();
+        settings
+            .address(cfg.address.as_str())
+            .token(initial_token.expose_secret())
+            // Explicit, so VAULT_SKIP_VERIFY / VAULT_CACERT in the environment cannot
+            // silently change how the server's certificate is checked.
+            .verify(true)
+            .ca_certs(ca_certs)
+            .timeout(Some(cfg.timeout));
+        if let Some(ns) = &cfg.namespace {
+            settings.set_namespace(ns.clone());
+        }
+        let settings = settings
+            .build()
+            .map_err(|e| SourceError::Invalid(format!("invalid Vault client settings: {e}")))?;
+        let mut client = VaultClient::new(settings)
+            .map_err(|e| SourceError::Invalid(format!("cannot build the Vault client: {}", describe(&e))))?;
+
+        let token = match &cfg.auth {
+            VaultAuth::Token { .. } => initial_token,
+            VaultAuth::Approle { role_id, secret_id, mount } => {
+                let role_id = role_id.read().map_err(|e| SourceError::Auth(format!("cannot read role_id: {e}")))?;
+                let secret_id =
+                    secret_id.read().map_err(|e| SourceError::Auth(format!("cannot read secret_id: {e}")))?;
+                let info = vaultrs::auth::approle::login(
+                    &client,
+                    mount,
+                    role_id.expose_secret(),
+                    secret_id.expose_secret(),
+                )
+                .await
+                .map_err(|e| SourceError::Auth(format!("AppRole login at auth/{mount} failed: {}", describe(&e))))?;
+                SecretString::from(info.client_token)
+            }
+            VaultAuth::Kubernetes { role, mount, jwt_file } => {
+                let jwt = read_secret_file(jwt_file).map_err(|e| {
+                    SourceError::Auth(format!("cannot read the service-account token: {e}"))
+                })?;
+                let info = vaultrs::auth::kubernetes::login(&client, mount, role, jwt.expose_secret())
+                    .await
+                    .map_err(|e| {
+                        SourceError::Auth(format!("Kubernetes login at auth/{mount} (role {role}) failed: {}", describe(&e)))
+                    })?;
+                SecretString::from(info.client_token)
+            }
+        };
+        client.set_token(token.expose_secret());
+        Ok(VaultSource {
+            name: name.to_string(),
+            client,
+            http,
+            address: cfg.address.clone(),
+            namespace: cfg.namespace.clone(),
+            token,
+            kv_version: cfg.kv_version,
+            mounts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The mount and KV version serving `path`.
+    async fn mount_of(&self, path: &str) -> Result<(String, u8), SourceError> {
+        if let Some(found) = self.cached_mount(path) {
+            return Ok(found);
+        }
+        if let Some(version) = self.kv_version {
+            // Configured version: the mount is the first path segment.
+            let mount = path.split('/').next().unwrap_or_default().to_string();
+            return Ok((mount, version));
+        }
+        let url = self
+            .address
+            .join(&format!("v1/sys/internal/ui/mounts/{path}"))
+            .map_err(|e| SourceError::Invalid(format!("bad path `{path}`: {e}")))?;
+        let mut req = self.http.get(url).header("X-Vault-Token", self.token.expose_secret());
+        if let Some(ns) = &self.namespace {
+            req = req.header("X-Vault-Namespace", ns);
+        }
+        let resp = req.send().await.map_err(|e| SourceError::Unavailable(reqwest_reason(&e)))?;
+        let status = resp.status();
+        match status.as_u16() {
+            200 => {}
+            403 => return Err(SourceError::Denied(format!("no access to `{path}` (or the token is invalid)"))),
+            404 => return Err(SourceError::NotFound),
+            503 => return Err(SourceError::Unavailable("Vault is sealed or in standby (503)".into())),
+            code => return Err(SourceError::Unavailable(format!("mount lookup answered HTTP {code}"))),
+        }
+        let body: serde_json::Value = resp
+            .json()
+            .await
+            .map_err(|_| SourceError::Invalid("mount lookup returned a body that is not JSON".into()))?;
+        let data = &body["data"];
+        let mount = data["path"].as_str().unwrap_or_default().trim_end_matches('/').to_string();
+        let kind = data["type"].as_str().unwrap_or_default();
+        if mount.is_empty() {
+            return Err(SourceError::NotFound);
+        }
+        if kind != "kv" && kind != "generic" {
+            return Err(SourceError::Invalid(format!("`{mount}/` is a `{kind}` mount, not a KV secrets engine")));
+        }
+        let version = match data["options"]["version"].as_str() {
+            Some("2") => 2,
+            _ => 1,
+        };
+        let found = (mount, version);
+        if let Ok(mut cache) = self.mounts.lock() {
+            cache.insert(found.0.clone(), found.clone());
+        }
+        Ok(found)
+    }
+
+    fn cached_mount(&self, path: &str) -> Option<(String, u8)> {
+        let cache = self.mounts.lock().ok()?;
+        cache.values().find(|(mount, _)| path.starts_with(&format!("{mount}/"))).cloned()
+    }
+}
+
+#[async_trait]
+impl Source for VaultSource {
+    fn kind(&self) -> &'static str {
+        "vault"
+    }
+
+    async fn read(&self, path: &str) -> Result<Secret, SourceError> {
+        let (mount, version) = self.mount_of(path).await?;
+        let rel = path
+            .strip_prefix(&mount)
+            .map(|p| p.trim_start_matches('/'))
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| SourceError::Invalid(format!("`{path}` names the mount `{mount}/` itself, not a secret in it")))?;
+        tracing::debug!(source = %self.name, %mount, kv_version = version, path = rel, "reading secret");
+        let (data, secret_version) = if version == 2 {
+            let endpoint = ReadSecretRequest::builder()
+                .mount(mount.as_str())
+                .path(rel)
+                .build()
+                .map_err(|e| SourceError::Invalid(format!("cannot build request: {e}")))?;
+            let resp = vaultrs::api::exec_with_result(&self.client, endpoint).await.map_err(map_error)?;
+            (resp.data, Some(resp.metadata.version.to_string()))
+        } else {
+            let resp = vaultrs::kv1::get_raw(&self.client, &mount, rel).await.map_err(map_error)?;
+            (resp.data, None)
+        };
+        let serde_json::Value::Object(map) = data else {
+            return Err(SourceError::Invalid("the secret's data is not a key/value object".into()));
+        };
+        let fields: BTreeMap<String, _> =
+            map.iter().filter_map(|(k, v)| json_to_secret(v).map(|s| (k.clone(), s))).collect();
+        Ok(Secret { version: secret_version, content: Content::Fields(fields) })
+    }
+
+    async fn authenticate(&self) -> Result<(), SourceError> {
+        vaultrs::token::lookup_self(&self.client).await.map(|_| ()).map_err(|e| match map_error(e) {
+            SourceError::Denied(_) => SourceError::Auth("the token is invalid, expired or revoked".into()),
+            other => other,
+        })
+    }
+}
+
+/// Maps a vaultrs error to ours, without ever printing a response body (a parse error
+/// of a secret's response could quote its value).
+fn map_error(e: ClientError) -> SourceError {
+    match &e {
+        ClientError::APIError { code: 404, .. } => SourceError::NotFound,
+        ClientError::APIError { code: 403, errors } | ClientError::APIError { code: 401, errors } => {
+            SourceError::Denied(summarise(errors, "permission denied"))
+        }
+        ClientError::APIError { code: 503, .. } => SourceError::Unavailable("Vault is sealed or in standby (503)".into()),
+        ClientError::APIError { code, errors } => {
+            SourceError::Unavailable(format!("HTTP {code}: {}", summarise(errors, "no message")))
+        }
+        _ => SourceError::Unavailable(describe(&e)),
+    }
+}
+
+fn summarise(errors: &[String], default: &str) -> String {
+    if errors.is_empty() {
+        default.to_string()
+    } else {
+        errors.join("; ").chars().take(300).collect()
+    }
+}
+
+/// A vaultrs error in one line: transport failures keep their cause (connection
+/// refused, timeout); decoding failures do not, since they may quote the body.
+fn describe(e: &ClientError) -> String {
+    use rustify::errors::ClientError as Rest;
+    match e {
+        ClientError::RestClientError { source } => match source {
+            Rest::RequestError { source, .. } => format!("request failed: {}", root_cause(source.as_ref())),
+            Rest::ServerResponseError { code, .. } => format!("server answered HTTP {code}"),
+            Rest::ResponseParseError { .. } | Rest::ResponseConversionError { .. } => {
+                "the response could not be decoded".into()
+            }
+            other => other.to_string(),
+        },
+        ClientError::JsonParseError { .. } => "the response could not be decoded".into(),
+        other => other.to_string(),
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        msg = format!("{msg}: {inner}");
+        cur = inner.source();
+    }
+    msg
+}
+
+fn reqwest_reason(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        format!("cannot connect: {}", root_cause(e))
+    } else {
+        root_cause(e)
+    }
+}
