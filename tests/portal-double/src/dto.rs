@@ -1,0 +1,176 @@
+//! Request bodies, bound the way the portal's ASP.NET model binding does: field names matched
+//! case-insensitively, unknown fields ignored, a wrong JSON type is a validation error.
+
+use serde_json::{Map, Value};
+
+/// A body the binder rejected; answered with the 400 validation envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BindError {
+    /// The ASP.NET model-state key, e.g. `$` or `$.props[0].value`.
+    pub key: String,
+    pub message: String,
+}
+
+impl BindError {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> BindError {
+        BindError {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn not_convertible(path: &str, dotnet_type: &str) -> BindError {
+        BindError::new(
+            path,
+            format!("The JSON value could not be converted to {dotnet_type}. Path: {path}"),
+        )
+    }
+}
+
+/// Parses a request body that must be JSON.
+pub(crate) fn parse_json(body: &[u8]) -> Result<Value, BindError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(BindError::new("", "A non-empty request body is required."));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| BindError::new("$", format!("The JSON is invalid: {e}. Path: $")))
+}
+
+/// `POST settings/authservice`: `{"name", "props": [{"name", "value"}]}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AuthServiceRequest {
+    pub name: Option<String>,
+    pub props: Option<Vec<PropRequest>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PropRequest {
+    pub name: Option<String>,
+    pub value: Option<String>,
+}
+
+impl AuthServiceRequest {
+    pub fn bind(body: &Value) -> Result<AuthServiceRequest, BindError> {
+        let object = as_object(
+            body,
+            "$",
+            "ASC.Web.Api.ApiModels.RequestsDto.AuthServiceRequestsDto",
+        )?;
+        let name = string_field(object, "name", "$")?;
+        let props = match field(object, "props") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(items)) => Some(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| {
+                        let path = format!("$.props[{i}]");
+                        let prop =
+                            as_object(item, &path, "ASC.Web.Api.ApiModels.RequestsDto.AuthKey")?;
+                        Ok(PropRequest {
+                            name: string_field(prop, "name", &path)?,
+                            value: string_field(prop, "value", &path)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, BindError>>()?,
+            ),
+            Some(_) => {
+                return Err(BindError::not_convertible(
+                    "$.props",
+                    "System.Collections.Generic.List`1[ASC.Web.Api.ApiModels.RequestsDto.AuthKey]",
+                ))
+            }
+        };
+        Ok(AuthServiceRequest { name, props })
+    }
+}
+
+/// `POST authentication`: `{"userName", "password"}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LoginRequest {
+    pub user_name: Option<String>,
+    pub password: Option<String>,
+}
+
+impl LoginRequest {
+    pub fn bind(body: &Value) -> Result<LoginRequest, BindError> {
+        let object = as_object(
+            body,
+            "$",
+            "ASC.Web.Api.ApiModels.RequestsDto.AuthRequestsDto",
+        )?;
+        Ok(LoginRequest {
+            user_name: string_field(object, "userName", "$")?,
+            password: string_field(object, "password", "$")?,
+        })
+    }
+}
+
+fn as_object<'a>(
+    value: &'a Value,
+    path: &str,
+    dotnet_type: &str,
+) -> Result<&'a Map<String, Value>, BindError> {
+    value
+        .as_object()
+        .ok_or_else(|| BindError::not_convertible(path, dotnet_type))
+}
+
+/// The field named `name` in any letter case (the last one wins, as in System.Text.Json).
+fn field<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    object
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+        .next_back()
+}
+
+fn string_field(
+    object: &Map<String, Value>,
+    name: &str,
+    parent: &str,
+) -> Result<Option<String>, BindError> {
+    match field(object, name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(BindError::not_convertible(
+            &format!("{parent}.{name}"),
+            "System.String",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn field_names_are_case_insensitive() {
+        let request = AuthServiceRequest::bind(&json!({
+            "NAME": "google",
+            "Props": [{"Name": "googleClientId", "VALUE": "x"}, {"name": "b", "value": null}],
+            "title": "ignored",
+            "canSet": true
+        }))
+        .unwrap();
+        assert_eq!(request.name.as_deref(), Some("google"));
+        let props = request.props.unwrap();
+        assert_eq!(props[0].name.as_deref(), Some("googleClientId"));
+        assert_eq!(props[0].value.as_deref(), Some("x"));
+        assert_eq!(props[1].value, None);
+    }
+
+    #[test]
+    fn wrong_types_are_bind_errors() {
+        let err = AuthServiceRequest::bind(
+            &json!({"name": "google", "props": [{"name": "a", "value": 5}]}),
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "$.props[0].value");
+        assert!(AuthServiceRequest::bind(&json!([1])).is_err());
+        assert!(AuthServiceRequest::bind(&json!({"props": "x"})).is_err());
+        assert!(parse_json(b"").is_err());
+        assert!(parse_json(b"{nope").is_err());
+    }
+}

@@ -1,0 +1,121 @@
+//! Injected failures for `/api/2.0/settings/authservice`.
+
+use std::time::Duration;
+
+/// A failure to inject with [`PortalDouble::inject`](crate::PortalDouble::inject). Faults are
+/// checked, in the order they were injected, before the portal handles a request to
+/// `/api/2.0/settings/authservice` (before authentication too); the first that matches the
+/// request's method is used up and applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    pub kind: FaultKind,
+    /// Only requests with this method (case-insensitive); `None` = any method.
+    pub method: Option<String>,
+    /// How many requests it hits; `None` = until [`clear_faults`](crate::PortalDouble::clear_faults).
+    pub times: Option<usize>,
+}
+
+impl Fault {
+    /// A fault hitting every request to the endpoint until cleared.
+    pub fn new(kind: FaultKind) -> Fault {
+        Fault {
+            kind,
+            method: None,
+            times: None,
+        }
+    }
+
+    /// A fault hitting the next request only.
+    pub fn once(kind: FaultKind) -> Fault {
+        Fault::new(kind).with_times(1)
+    }
+
+    /// Restricts the fault to one method, e.g. `"POST"`.
+    pub fn with_method(mut self, method: &str) -> Fault {
+        self.method = Some(method.to_owned());
+        self
+    }
+
+    /// Limits the fault to the next `n` matching requests.
+    pub fn with_times(mut self, n: usize) -> Fault {
+        self.times = Some(n);
+        self
+    }
+}
+
+/// What an injected fault does to a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FaultKind {
+    /// Sleep, then answer normally.
+    Delay(Duration),
+    /// Answer with this status and the portal's error envelope (500 → message
+    /// `Internal error`; 401 → empty body, as the portal does).
+    Status(u16),
+    /// 429 with a `Retry-After` header (seconds) and an empty body.
+    RateLimited { retry_after_secs: u64 },
+    /// 200 with the non-JSON body `<html>oops</html>`.
+    Garbage,
+    /// Accept the request and never answer (the connection stays open until the double is
+    /// dropped).
+    Hang,
+}
+
+/// The faults currently injected, in injection order.
+#[derive(Debug, Default)]
+pub(crate) struct Faults {
+    active: Vec<Fault>,
+}
+
+impl Faults {
+    pub fn push(&mut self, fault: Fault) {
+        if fault.times != Some(0) {
+            self.active.push(fault);
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.active.clear();
+    }
+
+    /// Uses up the first fault matching `method` and returns what it does.
+    pub fn take(&mut self, method: &str) -> Option<FaultKind> {
+        let index = self.active.iter().position(|f| {
+            f.method
+                .as_deref()
+                .is_none_or(|m| m.eq_ignore_ascii_case(method))
+        })?;
+        let fault = &mut self.active[index];
+        let kind = fault.kind.clone();
+        if let Some(times) = fault.times.as_mut() {
+            *times -= 1;
+            if *times == 0 {
+                self.active.remove(index);
+            }
+        }
+        Some(kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_count_down_and_filter_by_method() {
+        let mut faults = Faults::default();
+        faults.push(
+            Fault::new(FaultKind::Garbage)
+                .with_method("post")
+                .with_times(2),
+        );
+        faults.push(Fault::new(FaultKind::Status(500)));
+        assert_eq!(faults.take("GET"), Some(FaultKind::Status(500)));
+        assert_eq!(faults.take("POST"), Some(FaultKind::Garbage));
+        assert_eq!(faults.take("POST"), Some(FaultKind::Garbage));
+        assert_eq!(faults.take("POST"), Some(FaultKind::Status(500)));
+        faults.clear();
+        assert_eq!(faults.take("POST"), None);
+        faults.push(Fault::new(FaultKind::Hang).with_times(0));
+        assert_eq!(faults.take("GET"), None);
+    }
+}
