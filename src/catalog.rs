@@ -19,42 +19,99 @@ pub struct ServiceInfo {
 }
 
 const fn svc(name: &'static str, props: &'static [&'static str]) -> ServiceInfo {
-    ServiceInfo { name, props, paid: false, legacy: false }
+    ServiceInfo {
+        name,
+        props,
+        paid: false,
+        legacy: false,
+    }
 }
 const fn paid(name: &'static str, props: &'static [&'static str]) -> ServiceInfo {
-    ServiceInfo { name, props, paid: true, legacy: false }
+    ServiceInfo {
+        name,
+        props,
+        paid: true,
+        legacy: false,
+    }
 }
 const fn legacy(name: &'static str, props: &'static [&'static str]) -> ServiceInfo {
-    ServiceInfo { name, props, paid: false, legacy: true }
+    ServiceInfo {
+        name,
+        props,
+        paid: false,
+        legacy: true,
+    }
 }
 
 /// Every known service.
 pub const SERVICES: &[ServiceInfo] = &[
-    svc("appleid", &["appleIdClientId", "appleIdClientIdMobile", "appleIdTeamId", "appleIdKeyId", "appleIdPrivateKey"]),
+    svc(
+        "appleid",
+        &[
+            "appleIdClientId",
+            "appleIdClientIdMobile",
+            "appleIdTeamId",
+            "appleIdKeyId",
+            "appleIdPrivateKey",
+        ],
+    ),
     svc("box", &["boxClientId", "boxClientSecret"]),
     svc("dropbox", &["dropboxClientId", "dropboxClientSecret"]),
     svc("facebook", &["facebookClientId", "facebookClientSecret"]),
     svc("twitter", &["twitterKey", "twitterSecret"]),
-    svc("firebase", &["firebase_apiKey", "firebase_projectId", "firebase_messagingSenderId", "firebase_authorization"]),
+    svc(
+        "firebase",
+        &[
+            "firebase_apiKey",
+            "firebase_projectId",
+            "firebase_messagingSenderId",
+            "firebase_authorization",
+        ],
+    ),
     svc("google", &["googleClientId", "googleClientSecret"]),
     svc("linkedin", &["linkedInKey", "linkedInSecret"]),
     svc("skydrive", &["skydriveappkey", "skydriveappsecret"]),
     svc("microsoft", &["microsoftClientId", "microsoftClientSecret"]),
-    svc("twilio", &["twilioAccountSid", "twilioAuthToken", "twiliosender"]),
+    svc(
+        "twilio",
+        &["twilioAccountSid", "twilioAuthToken", "twiliosender"],
+    ),
     paid("s3", &["acesskey", "secretaccesskey"]),
     paid("googlecloud", &["json"]),
     paid("rackspace", &["username", "apiKey"]),
     svc("zoom", &["zoomClientId", "zoomClientSecret"]),
     svc("telegram", &["telegramBotToken", "telegramBotName"]),
     svc("weixin", &["weixinClientId", "weixinClientSecret"]),
-    svc("externaldb", &["databaseType", "dbHost", "dbPort", "dbName", "dbUser", "dbPassword", "dbSsl", "sqliteFilePath"]),
-    svc("nextcloud", &["nextcloudBaseUrl", "nextcloudClientId", "nextcloudClientSecret"]),
+    svc(
+        "externaldb",
+        &[
+            "databaseType",
+            "dbHost",
+            "dbPort",
+            "dbName",
+            "dbUser",
+            "dbPassword",
+            "dbSsl",
+            "sqliteFilePath",
+        ],
+    ),
+    svc(
+        "nextcloud",
+        &[
+            "nextcloudBaseUrl",
+            "nextcloudClientId",
+            "nextcloudClientSecret",
+        ],
+    ),
     legacy("bitly", &["bitlyToken"]),
     legacy("clickatell", &["clickatellapiKey"]),
     legacy("wordpress", &["wpClientId", "wpClientSecret"]),
     legacy("selectel", &["authUser", "authPwd"]),
     legacy("smsc", &["smsclogin", "smscpsw", "smscsender"]),
-    legacy("docuSign", &["docuSignClientId", "docuSignClientSecret", "docuSignHost"]),
+    legacy(
+        "docuSign",
+        &["docuSignClientId", "docuSignClientSecret", "docuSignHost"],
+    ),
     legacy("mailru", &["mailRuClientId", "mailRuClientSecret"]),
     legacy("vk", &["vkClientId", "vkClientSecret"]),
     legacy("yandex", &["yandexClientId", "yandexClientSecret"]),
@@ -67,11 +124,19 @@ pub fn service(name: &str) -> Option<&'static ServiceInfo> {
 }
 
 /// The closest known name to `wanted`, if one is close enough to be a likely typo.
-pub fn did_you_mean<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    wanted: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let wanted_lower = wanted.to_lowercase();
     candidates
         .into_iter()
-        .map(|c| (strsim::damerau_levenshtein(&wanted_lower, &c.to_lowercase()), c))
+        .map(|c| {
+            (
+                strsim::damerau_levenshtein(&wanted_lower, &c.to_lowercase()),
+                c,
+            )
+        })
         .filter(|(d, c)| *d <= 2.max(c.len() / 4))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)

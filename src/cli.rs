@@ -12,7 +12,13 @@ use crate::config::{LogFormat, LogLevel};
 #[command(name = "authsync", version, about, long_about = None)]
 pub struct Cli {
     /// Config file [default: $AUTHSYNC_CONFIG, else /etc/authsync/authsync.toml]
-    #[arg(short, long, global = true, env = "AUTHSYNC_CONFIG", value_name = "FILE")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "AUTHSYNC_CONFIG",
+        value_name = "FILE"
+    )]
     pub config: Option<PathBuf>,
 
     /// Log format (overrides [log] format)

@@ -18,7 +18,10 @@ const CHANGES_PENDING: u8 = 2;
 
 /// Runs the command line.
 pub async fn run(cli: Cli) -> ExitCode {
-    let path = cli.config.clone().unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
+    let path = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
     let loaded = match config::load(&path) {
         Ok(l) => l,
         Err(e) => {
@@ -48,7 +51,10 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 fn filter(config: &Config, sel: Selection) -> Result<Filter, u8> {
-    let f = Filter { portals: sel.portals, services: sel.services };
+    let f = Filter {
+        portals: sel.portals,
+        services: sel.services,
+    };
     f.check(config).map_err(|e| {
         eprintln!("authsync: {e}");
         FAILED
@@ -98,8 +104,12 @@ fn secret_settings(config: &Config) -> Vec<(String, &SecretSetting)> {
     for (name, s) in &config.sources {
         if let SourceConfig::Vault(v) = s {
             match &v.auth {
-                VaultAuth::Token { token } => out.push((format!("[sources.{name}] auth.token"), token)),
-                VaultAuth::Approle { role_id, secret_id, .. } => {
+                VaultAuth::Token { token } => {
+                    out.push((format!("[sources.{name}] auth.token"), token))
+                }
+                VaultAuth::Approle {
+                    role_id, secret_id, ..
+                } => {
                     out.push((format!("[sources.{name}] auth.role_id"), role_id));
                     out.push((format!("[sources.{name}] auth.secret_id"), secret_id));
                 }
@@ -110,7 +120,9 @@ fn secret_settings(config: &Config) -> Vec<(String, &SecretSetting)> {
     for (name, p) in &config.portals {
         match &p.auth {
             PortalAuth::ApiKey(k) => out.push((format!("[portals.{name}] api_key"), k)),
-            PortalAuth::Login { password, .. } => out.push((format!("[portals.{name}] password"), password)),
+            PortalAuth::Login { password, .. } => {
+                out.push((format!("[portals.{name}] password"), password))
+            }
         }
     }
     out
@@ -191,7 +203,12 @@ async fn check_online(config: Config) -> Vec<String> {
             let names = t
                 .props
                 .iter()
-                .map(|(p, _)| (p.clone(), crate::secret::SecretString::from("x".to_string())))
+                .map(|(p, _)| {
+                    (
+                        p.clone(),
+                        crate::secret::SecretString::from("x".to_string()),
+                    )
+                })
                 .collect();
             if let Err(e) = plan::diff(&t.service, &names, &services, &engine.fingerprints) {
                 problems.push(format!("{name} / {}: {e}", t.service));
@@ -224,10 +241,18 @@ async fn services(config: Config, portal: &str) -> u8 {
                 if s.paid {
                     flags.push("paid");
                 }
-                let flags = if flags.is_empty() { String::new() } else { format!("  [{}]", flags.join(", ")) };
+                let flags = if flags.is_empty() {
+                    String::new()
+                } else {
+                    format!("  [{}]", flags.join(", "))
+                };
                 println!("{}  ({}){flags}", s.name, s.title);
                 for p in &s.props {
-                    let state = if p.value.expose_secret().is_empty() { "empty" } else { "set" };
+                    let state = if p.value.expose_secret().is_empty() {
+                        "empty"
+                    } else {
+                        "set"
+                    };
                     println!("    {:<28} {state}", p.name);
                 }
             }

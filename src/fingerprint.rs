@@ -27,7 +27,9 @@ pub struct Fingerprinter {
 
 impl std::fmt::Debug for Fingerprinter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Fingerprinter").field("persistent", &self.persistent).finish_non_exhaustive()
+        f.debug_struct("Fingerprinter")
+            .field("persistent", &self.persistent)
+            .finish_non_exhaustive()
     }
 }
 
@@ -36,14 +38,20 @@ impl Fingerprinter {
     pub fn ephemeral() -> Fingerprinter {
         let mut key = [0u8; KEY_LEN];
         rand::rng().fill_bytes(&mut key);
-        Fingerprinter { key, persistent: false }
+        Fingerprinter {
+            key,
+            persistent: false,
+        }
     }
 
     /// The installation's key, created on first use next to the state file.
     pub fn for_state_file(state_file: &Path) -> Fingerprinter {
         let path = key_path(state_file);
         match load_or_create(&path) {
-            Ok(key) => Fingerprinter { key, persistent: true },
+            Ok(key) => Fingerprinter {
+                key,
+                persistent: true,
+            },
             Err(e) => {
                 tracing::debug!(path = %path.display(), error = %e, "no persistent fingerprint key; using a per-run key");
                 Fingerprinter::ephemeral()
@@ -75,7 +83,10 @@ impl Fingerprinter {
 }
 
 fn key_path(state_file: &Path) -> PathBuf {
-    let mut name = state_file.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "state.json".into());
+    let mut name = state_file
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "state.json".into());
     name.push(".key");
     state_file.with_file_name(name)
 }
@@ -87,7 +98,10 @@ fn load_or_create(path: &Path) -> std::io::Result<[u8; KEY_LEN]> {
             key.copy_from_slice(&bytes);
             return Ok(key);
         }
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "fingerprint key has the wrong length"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "fingerprint key has the wrong length",
+        ));
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
@@ -126,12 +140,18 @@ mod tests {
         assert!(a.is_persistent());
         assert_eq!(a.of_str("secret"), b.of_str("secret"));
         assert_ne!(a.of_str("secret"), a.of_str("secret2"));
-        assert_ne!(a.of_str("secret"), Fingerprinter::ephemeral().of_str("secret"));
+        assert_ne!(
+            a.of_str("secret"),
+            Fingerprinter::ephemeral().of_str("secret")
+        );
         assert_eq!(a.of_str("x").len(), 15);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("state.json.key")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join("state.json.key"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

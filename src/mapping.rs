@@ -56,7 +56,11 @@ pub struct Target {
 pub fn targets(config: &Config, filter: &Filter) -> Vec<Target> {
     let mut out = Vec::new();
     for portal in config.portals.keys().filter(|p| filter.portal(p)) {
-        for map in config.maps.iter().filter(|m| m.applies_to(portal) && filter.service(&m.service)) {
+        for map in config
+            .maps
+            .iter()
+            .filter(|m| m.applies_to(portal) && filter.service(&m.service))
+        {
             let props = map
                 .props
                 .iter()
@@ -68,7 +72,11 @@ pub fn targets(config: &Config, filter: &Filter) -> Vec<Target> {
                     (prop.clone(), r)
                 })
                 .collect();
-            out.push(Target { portal: portal.clone(), service: map.service.clone(), props });
+            out.push(Target {
+                portal: portal.clone(),
+                service: map.service.clone(),
+                props,
+            });
         }
     }
     out

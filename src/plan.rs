@@ -69,7 +69,11 @@ pub fn diff(
     let Some(actual) = portal.iter().find(|s| s.name == service) else {
         let names: Vec<&str> = portal.iter().map(|s| s.name.as_str()).collect();
         let hint = crate::catalog::hint(service, names.iter().copied());
-        return Err(PlanError::NoService(service.to_string(), hint, names.join(", ")));
+        return Err(PlanError::NoService(
+            service.to_string(),
+            hint,
+            names.join(", "),
+        ));
     };
     if !actual.can_set {
         return Err(PlanError::NotSettable(service.to_string()));
@@ -83,13 +87,19 @@ pub fn diff(
         })
         .collect();
     if !unknown.is_empty() {
-        return Err(PlanError::UnknownProps { service: service.to_string(), props: unknown.join(", ") });
+        return Err(PlanError::UnknownProps {
+            service: service.to_string(),
+            props: unknown.join(", "),
+        });
     }
 
     let mut changes = Vec::new();
     let mut payload = Vec::new();
     for (prop, want) in desired {
-        let have = actual.prop(prop).map(|p| p.value.expose_secret()).unwrap_or("");
+        let have = actual
+            .prop(prop)
+            .map(|p| p.value.expose_secret())
+            .unwrap_or("");
         let want_str = want.expose_secret();
         if have == want_str {
             continue;
@@ -137,7 +147,13 @@ mod tests {
             title: "Google".into(),
             can_set: true,
             paid: false,
-            props: props.iter().map(|(n, v)| PortalProp { name: n.to_string(), value: s(v) }).collect(),
+            props: props
+                .iter()
+                .map(|(n, v)| PortalProp {
+                    name: n.to_string(),
+                    value: s(v),
+                })
+                .collect(),
         }]
     }
 
@@ -160,7 +176,10 @@ mod tests {
         let plan = diff("google", &desired, &svc(&[("a", "x"), ("b", "keep")]), &fp).unwrap();
         assert_eq!(plan.changes.len(), 1);
         assert_eq!(plan.changes[0].kind, ChangeKind::Clear);
-        assert!(plan.payload.iter().any(|(_, v)| !v.expose_secret().is_empty()));
+        assert!(plan
+            .payload
+            .iter()
+            .any(|(_, v)| !v.expose_secret().is_empty()));
         let only_empty = BTreeMap::from([("a".to_string(), s(""))]);
         assert!(matches!(
             diff("google", &only_empty, &svc(&[("a", "x"), ("b", "y")]), &fp),
@@ -172,8 +191,16 @@ mod tests {
     fn unknown_service_or_prop_is_an_error() {
         let fp = Fingerprinter::ephemeral();
         let desired = BTreeMap::from([("googleClientld".to_string(), s("1"))]);
-        let err = diff("google", &desired, &svc(&[("googleClientId", "")]), &fp).err().unwrap();
-        assert!(err.to_string().contains("did you mean `googleClientId`"), "{err}");
-        assert!(matches!(diff("gogle", &desired, &svc(&[]), &fp), Err(PlanError::NoService(..))));
+        let err = diff("google", &desired, &svc(&[("googleClientId", "")]), &fp)
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains("did you mean `googleClientId`"),
+            "{err}"
+        );
+        assert!(matches!(
+            diff("gogle", &desired, &svc(&[]), &fp),
+            Err(PlanError::NoService(..))
+        ));
     }
 }

@@ -21,7 +21,11 @@ pub fn render(report: &CycleReport, applied: bool) -> String {
                     let _ = writeln!(out, "  = {} (in sync)", s.service);
                 }
                 Outcome::Pending(changes) => {
-                    let verb = if applied { "not pushed" } else { "would change" };
+                    let verb = if applied {
+                        "not pushed"
+                    } else {
+                        "would change"
+                    };
                     let _ = writeln!(out, "  ~ {} ({verb})", s.service);
                     changes_block(&mut out, changes);
                 }
@@ -35,8 +39,17 @@ pub fn render(report: &CycleReport, applied: bool) -> String {
                         let _ = writeln!(out, "      {pr}");
                     }
                 }
-                Outcome::Failed { changes, error, bad_keys, .. } => {
-                    let what = if *bad_keys { "REJECTED (Bad keys: the portal cleared this service)" } else { "FAILED" };
+                Outcome::Failed {
+                    changes,
+                    error,
+                    bad_keys,
+                    ..
+                } => {
+                    let what = if *bad_keys {
+                        "REJECTED (Bad keys: the portal cleared this service)"
+                    } else {
+                        "FAILED"
+                    };
                     let _ = writeln!(out, "  ! {} {what}: {error}", s.service);
                     changes_block(&mut out, changes);
                 }
@@ -50,12 +63,19 @@ pub fn render(report: &CycleReport, applied: bool) -> String {
             _ => 0,
         })
         .sum();
-    let in_sync = report.services().filter(|(_, s)| matches!(s.outcome, Outcome::InSync)).count();
+    let in_sync = report
+        .services()
+        .filter(|(_, s)| matches!(s.outcome, Outcome::InSync))
+        .count();
     let _ = writeln!(
         out,
         "\n{}: {changes} prop change(s) in {} service(s); {in_sync} in sync; {} error(s).",
         if applied { "Sync" } else { "Plan" },
-        if applied { report.pushed() } else { report.pending() },
+        if applied {
+            report.pushed()
+        } else {
+            report.pending()
+        },
         report.failed()
     );
     out
@@ -65,6 +85,11 @@ fn changes_block(out: &mut String, changes: &[PropChange]) {
     for c in changes {
         let old = c.old.as_deref().unwrap_or("(empty)");
         let new = c.new.as_deref().unwrap_or("(empty)");
-        let _ = writeln!(out, "      {} {:<24} {old} → {new}", c.kind.symbol(), c.prop);
+        let _ = writeln!(
+            out,
+            "      {} {:<24} {old} → {new}",
+            c.kind.symbol(),
+            c.prop
+        );
     }
 }

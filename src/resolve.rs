@@ -47,8 +47,14 @@ pub async fn resolve(targets: &[Target], sources: &Sources) -> Resolution {
     let results: HashMap<Key, Result<Arc<Secret>, String>> = stream::iter(wanted)
         .map(|(source, path)| async move {
             let result = match sources.get(&source) {
-                None => Err(format!("source `{source}` is not available (see the error above)")),
-                Some(s) => s.read(&path).await.map(Arc::new).map_err(|e| describe(&source, &path, &e)),
+                None => Err(format!(
+                    "source `{source}` is not available (see the error above)"
+                )),
+                Some(s) => s
+                    .read(&path)
+                    .await
+                    .map(Arc::new)
+                    .map_err(|e| describe(&source, &path, &e)),
             };
             if let Err(e) = &result {
                 tracing::warn!(source = %source, path = %path, error = %e, "secret read failed");
@@ -81,7 +87,9 @@ pub async fn resolve(targets: &[Target], sources: &Sources) -> Resolution {
                                 Ok(v) => {
                                     values.insert(prop.clone(), v);
                                 }
-                                Err(e) => problems.push(format!("prop `{prop}` ← {s}: the secret {e}")),
+                                Err(e) => {
+                                    problems.push(format!("prop `{prop}` ← {s}: the secret {e}"))
+                                }
                             }
                         }
                     },
@@ -90,7 +98,11 @@ pub async fn resolve(targets: &[Target], sources: &Sources) -> Resolution {
             Desired {
                 portal: t.portal.clone(),
                 service: t.service.clone(),
-                values: if problems.is_empty() { Ok(values) } else { Err(problems) },
+                values: if problems.is_empty() {
+                    Ok(values)
+                } else {
+                    Err(problems)
+                },
                 versions,
             }
         })
@@ -100,7 +112,9 @@ pub async fn resolve(targets: &[Target], sources: &Sources) -> Resolution {
 
 fn describe(source: &str, path: &str, e: &SourceError) -> String {
     match e {
-        SourceError::NotFound => format!("{source}:{path} does not exist (check the path, or create the secret)"),
+        SourceError::NotFound => {
+            format!("{source}:{path} does not exist (check the path, or create the secret)")
+        }
         other => format!("reading {source}:{path} failed: {other}"),
     }
 }

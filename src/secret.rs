@@ -20,7 +20,10 @@ use serde::Deserialize;
 /// api_key = "sk-…"                               # a literal (avoid: the config leaks it)
 /// ```
 #[derive(Clone, Deserialize)]
-#[serde(untagged, expecting = "a string, { env = \"VAR\" } or { file = \"/path\" }")]
+#[serde(
+    untagged,
+    expecting = "a string, { env = \"VAR\" } or { file = \"/path\" }"
+)]
 pub enum SecretSetting {
     /// Read from this environment variable.
     Env {

@@ -41,7 +41,12 @@ pub enum Outcome {
     /// Not every prop resolved; nothing was sent for this service.
     Skipped(Vec<String>),
     /// Could not be planned or pushed.
-    Failed { changes: Vec<PropChange>, error: String, rejected: bool, bad_keys: bool },
+    Failed {
+        changes: Vec<PropChange>,
+        error: String,
+        rejected: bool,
+        bad_keys: bool,
+    },
 }
 
 impl Outcome {
@@ -87,19 +92,27 @@ impl CycleReport {
     }
 
     pub fn services(&self) -> impl Iterator<Item = (&str, &ServiceReport)> {
-        self.portals.iter().flat_map(|p| p.services.iter().map(move |s| (p.portal.as_str(), s)))
+        self.portals
+            .iter()
+            .flat_map(|p| p.services.iter().map(move |s| (p.portal.as_str(), s)))
     }
 
     pub fn pending(&self) -> usize {
-        self.services().filter(|(_, s)| matches!(s.outcome, Outcome::Pending(_))).count()
+        self.services()
+            .filter(|(_, s)| matches!(s.outcome, Outcome::Pending(_)))
+            .count()
     }
 
     pub fn pushed(&self) -> usize {
-        self.services().filter(|(_, s)| matches!(s.outcome, Outcome::Pushed(_))).count()
+        self.services()
+            .filter(|(_, s)| matches!(s.outcome, Outcome::Pushed(_)))
+            .count()
     }
 
     pub fn failed(&self) -> usize {
-        self.services().filter(|(_, s)| s.outcome.is_error()).count()
+        self.services()
+            .filter(|(_, s)| s.outcome.is_error())
+            .count()
             + self.portals.iter().filter(|p| p.error.is_some()).count()
     }
 }
@@ -139,7 +152,13 @@ impl Engine {
             }
         }
         let fingerprints = Fingerprinter::for_state_file(&config.sync.state_file);
-        Engine { config, sources, portals, fingerprints, setup_errors }
+        Engine {
+            config,
+            sources,
+            portals,
+            fingerprints,
+            setup_errors,
+        }
     }
 
     /// Runs one cycle over the targets `filter` selects.
@@ -160,7 +179,11 @@ impl Engine {
             .collect()
             .await;
         portals.sort_by(|a, b| a.portal.cmp(&b.portal));
-        let report = CycleReport { portals, reads: resolution.reads, duration: started.elapsed() };
+        let report = CycleReport {
+            portals,
+            reads: resolution.reads,
+            duration: started.elapsed(),
+        };
         tracing::info!(
             portals = report.portals.len(),
             pushed = report.pushed(),
@@ -174,22 +197,40 @@ impl Engine {
         report
     }
 
-    async fn portal_cycle(&self, portal: String, desired: Vec<Desired>, mode: Mode) -> PortalReport {
+    async fn portal_cycle(
+        &self,
+        portal: String,
+        desired: Vec<Desired>,
+        mode: Mode,
+    ) -> PortalReport {
         let Some(client) = self.portals.get(&portal) else {
-            return PortalReport { portal, error: Some("portal client could not be built".into()), services: vec![] };
+            return PortalReport {
+                portal,
+                error: Some("portal client could not be built".into()),
+                services: vec![],
+            };
         };
         let actual = match client.services().await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(portal = %portal, error = %e, "cannot read the portal's services; skipping this portal");
-                return PortalReport { portal, error: Some(e.to_string()), services: vec![] };
+                return PortalReport {
+                    portal,
+                    error: Some(e.to_string()),
+                    services: vec![],
+                };
             }
         };
 
         let mut services = Vec::new();
-        let mut to_push: Vec<(usize, plan::ServicePlan, BTreeMap<String, SecretString>)> = Vec::new();
+        let mut to_push: Vec<(usize, plan::ServicePlan, BTreeMap<String, SecretString>)> =
+            Vec::new();
         for d in desired {
-            let report = |outcome| ServiceReport { service: d.service.clone(), outcome, versions: d.versions.clone() };
+            let report = |outcome| ServiceReport {
+                service: d.service.clone(),
+                outcome,
+                versions: d.versions.clone(),
+            };
             let values = match &d.values {
                 Ok(v) => v,
                 Err(problems) => {
@@ -249,7 +290,11 @@ impl Engine {
         if !pushed.is_empty() {
             self.verify(client, &portal, &mut services, pushed).await;
         }
-        PortalReport { portal, error: None, services }
+        PortalReport {
+            portal,
+            error: None,
+            services,
+        }
     }
 
     /// Reads the portal again and checks that every pushed value stuck (a portal drops
@@ -274,7 +319,12 @@ impl Engine {
                     Outcome::Pushed(c) => c.clone(),
                     _ => vec![],
                 };
-                services[idx].outcome = Outcome::Failed { changes, error: problem, rejected: false, bad_keys: false };
+                services[idx].outcome = Outcome::Failed {
+                    changes,
+                    error: problem,
+                    rejected: false,
+                    bad_keys: false,
+                };
             }
         }
     }
@@ -291,11 +341,18 @@ fn mismatch(
         return Some(format!("service `{service}` is missing from the read-back"));
     };
     for (prop, want) in values {
-        let have = svc.prop(prop).map(|p| p.value.expose_secret()).unwrap_or("");
+        let have = svc
+            .prop(prop)
+            .map(|p| p.value.expose_secret())
+            .unwrap_or("");
         if have != want.expose_secret() {
             return Some(format!(
                 "prop `{prop}` did not stick: the portal holds {} instead of {}",
-                if have.is_empty() { "an empty value".to_string() } else { fp.of_str(have) },
+                if have.is_empty() {
+                    "an empty value".to_string()
+                } else {
+                    fp.of_str(have)
+                },
                 fp.of(want)
             ));
         }

@@ -47,7 +47,14 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(f, "{}:{}:{}: {level}: {}", self.file.display(), self.line, self.column, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {level}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )
     }
 }
 
@@ -55,13 +62,19 @@ impl fmt::Display for Diagnostic {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source} (pass -c FILE or set AUTHSYNC_CONFIG)")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}", render(.diagnostics))]
     Invalid { diagnostics: Vec<Diagnostic> },
 }
 
 fn render(diagnostics: &[Diagnostic]) -> String {
-    let errors = diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+    let errors = diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
     let mut out = format!("the config has {errors} error(s):");
     for d in diagnostics {
         out.push_str("\n  ");
@@ -79,8 +92,10 @@ pub struct Loaded {
 
 /// Reads and validates the config file.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     parse(&text, path)
 }
 
@@ -96,9 +111,10 @@ pub fn parse(text: &str, file: &Path) -> Result<Loaded, ConfigError> {
     }
     let config = cx.document(root.into_inner());
     match config {
-        Some(config) if !cx.has_errors() => {
-            Ok(Loaded { config, warnings: cx.diagnostics })
-        }
+        Some(config) if !cx.has_errors() => Ok(Loaded {
+            config,
+            warnings: cx.diagnostics,
+        }),
         _ => Err(cx.into_error()),
     }
 }
@@ -138,21 +154,35 @@ struct Cx<'a> {
 
 impl<'a> Cx<'a> {
     fn new(text: &'a str, file: &'a Path) -> Self {
-        Cx { text, file, diagnostics: Vec::new() }
+        Cx {
+            text,
+            file,
+            diagnostics: Vec::new(),
+        }
     }
 
     fn has_errors(&self) -> bool {
-        self.diagnostics.iter().any(|d| d.severity == Severity::Error)
+        self.diagnostics
+            .iter()
+            .any(|d| d.severity == Severity::Error)
     }
 
     fn into_error(mut self) -> ConfigError {
         self.diagnostics.sort_by_key(|d| (d.line, d.column));
-        ConfigError::Invalid { diagnostics: self.diagnostics }
+        ConfigError::Invalid {
+            diagnostics: self.diagnostics,
+        }
     }
 
     fn push(&mut self, severity: Severity, span: Range<usize>, message: String) {
         let (line, column) = line_col(self.text, span.start);
-        self.diagnostics.push(Diagnostic { severity, file: self.file.to_path_buf(), line, column, message });
+        self.diagnostics.push(Diagnostic {
+            severity,
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            message,
+        });
     }
 
     fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
@@ -234,11 +264,17 @@ impl<'a> Cx<'a> {
                                 }
                             }
                         }
-                        _ => self.error(span, "`map` must be an array of tables: write each block as [[map]]"),
+                        _ => self.error(
+                            span,
+                            "`map` must be an array of tables: write each block as [[map]]",
+                        ),
                     }
                 }
                 other => {
-                    let hint = catalog::hint(other, ["sync", "server", "log", "sources", "portals", "map"]);
+                    let hint = catalog::hint(
+                        other,
+                        ["sync", "server", "log", "sources", "portals", "map"],
+                    );
                     self.error(key_span, format!("unknown section `{other}`{hint}"));
                 }
             }
@@ -248,7 +284,10 @@ impl<'a> Cx<'a> {
         let portals = self.portals(raw_portals);
         let maps = self.maps(raw_maps, &sources, &portals);
         if portals.is_empty() && ok {
-            self.error(0..0, "no portals configured: add at least one [portals.NAME] block");
+            self.error(
+                0..0,
+                "no portals configured: add at least one [portals.NAME] block",
+            );
         }
         if maps.is_empty() && ok && !self.has_errors() {
             self.warn(0..0, "no [[map]] blocks: nothing will be synced");
@@ -283,16 +322,25 @@ impl<'a> Cx<'a> {
                 })
                 .collect(),
             _ => {
-                self.error(span, format!("`{section}` must be a table of named blocks: [{section}.NAME]"));
+                self.error(
+                    span,
+                    format!("`{section}` must be a table of named blocks: [{section}.NAME]"),
+                );
                 Vec::new()
             }
         }
     }
 
-    fn source(&mut self, name: &Spanned<String>, entry: Spanned<DeValue<'_>>) -> Option<SourceConfig> {
+    fn source(
+        &mut self,
+        name: &Spanned<String>,
+        entry: Spanned<DeValue<'_>>,
+    ) -> Option<SourceConfig> {
         let what = format!("[sources.{}]", name.get_ref());
         let kind = match entry.get_ref() {
-            DeValue::Table(t) => t.get("kind").map(|k| (k.get_ref().as_str().map(str::to_string), k.span())),
+            DeValue::Table(t) => t
+                .get("kind")
+                .map(|k| (k.get_ref().as_str().map(str::to_string), k.span())),
             _ => {
                 self.error(entry.span(), format!("{what} must be a table"));
                 return None;
@@ -300,20 +348,32 @@ impl<'a> Cx<'a> {
         };
         match kind {
             None => {
-                self.error(name.span(), format!("{what} has no `kind`: set kind = \"vault\", \"aws\" or \"files\""));
+                self.error(
+                    name.span(),
+                    format!("{what} has no `kind`: set kind = \"vault\", \"aws\" or \"files\""),
+                );
                 None
             }
-            Some((Some(k), _)) if k == "vault" => self.de::<VaultSourceConfig>(entry, &what).and_then(|v| {
-                if let Some(version) = v.kv_version {
-                    if version != 1 && version != 2 {
-                        self.error(name.span(), format!("{what}: kv_version must be 1 or 2, not {version}"));
-                        return None;
+            Some((Some(k), _)) if k == "vault" => {
+                self.de::<VaultSourceConfig>(entry, &what).and_then(|v| {
+                    if let Some(version) = v.kv_version {
+                        if version != 1 && version != 2 {
+                            self.error(
+                                name.span(),
+                                format!("{what}: kv_version must be 1 or 2, not {version}"),
+                            );
+                            return None;
+                        }
                     }
-                }
-                Some(SourceConfig::Vault(v))
-            }),
-            Some((Some(k), _)) if k == "aws" => self.de::<AwsSourceConfig>(entry, &what).map(SourceConfig::Aws),
-            Some((Some(k), _)) if k == "files" => self.de::<FilesSourceConfig>(entry, &what).map(SourceConfig::Files),
+                    Some(SourceConfig::Vault(v))
+                })
+            }
+            Some((Some(k), _)) if k == "aws" => self
+                .de::<AwsSourceConfig>(entry, &what)
+                .map(SourceConfig::Aws),
+            Some((Some(k), _)) if k == "files" => self
+                .de::<FilesSourceConfig>(entry, &what)
+                .map(SourceConfig::Files),
             Some((k, span)) => {
                 let k = k.unwrap_or_default();
                 let hint = catalog::hint(&k, ["vault", "aws", "files"]);
@@ -326,7 +386,10 @@ impl<'a> Cx<'a> {
     fn check_sync(&mut self, sync: &SyncConfig) {
         if sync.schedule.is_some() && sync.interval.is_some() {
             let span = self.find_key_span("schedule");
-            self.error(span, "[sync]: set exactly one of `schedule` and `interval`, not both");
+            self.error(
+                span,
+                "[sync]: set exactly one of `schedule` and `interval`, not both",
+            );
         }
         if let Some(cron) = &sync.schedule {
             let fields = cron.split_whitespace().count();
@@ -359,18 +422,27 @@ impl<'a> Cx<'a> {
         0..0
     }
 
-    fn portals(&mut self, raw: Vec<(Spanned<String>, RawPortal)>) -> BTreeMap<String, PortalConfig> {
+    fn portals(
+        &mut self,
+        raw: Vec<(Spanned<String>, RawPortal)>,
+    ) -> BTreeMap<String, PortalConfig> {
         let mut out = BTreeMap::new();
         for (name, p) in raw {
             let what = format!("[portals.{}]", name.get_ref());
             let url = match url::Url::parse(p.url.get_ref()) {
                 Ok(u) if u.scheme() == "https" || u.scheme() == "http" => u,
                 Ok(u) => {
-                    self.error(p.url.span(), format!("{what}: url must be http(s), not `{}`", u.scheme()));
+                    self.error(
+                        p.url.span(),
+                        format!("{what}: url must be http(s), not `{}`", u.scheme()),
+                    );
                     continue;
                 }
                 Err(e) => {
-                    self.error(p.url.span(), format!("{what}: url `{}` is not a valid URL: {e}", p.url.get_ref()));
+                    self.error(
+                        p.url.span(),
+                        format!("{what}: url `{}` is not a valid URL: {e}", p.url.get_ref()),
+                    );
                     continue;
                 }
             };
@@ -378,11 +450,17 @@ impl<'a> Cx<'a> {
                 (Some(key), None, None) => PortalAuth::ApiKey(key),
                 (None, Some(user), Some(password)) => PortalAuth::Login { user, password },
                 (Some(_), _, _) => {
-                    self.error(name.span(), format!("{what}: set either `api_key` or `user` + `password`, not both"));
+                    self.error(
+                        name.span(),
+                        format!("{what}: set either `api_key` or `user` + `password`, not both"),
+                    );
                     continue;
                 }
                 (None, Some(_), None) | (None, None, Some(_)) => {
-                    self.error(name.span(), format!("{what}: `user` and `password` go together"));
+                    self.error(
+                        name.span(),
+                        format!("{what}: `user` and `password` go together"),
+                    );
                     continue;
                 }
                 (None, None, None) => {
@@ -392,10 +470,21 @@ impl<'a> Cx<'a> {
             };
             let timeout = p.timeout.unwrap_or(Duration::from_secs(15));
             if timeout.is_zero() {
-                self.error(name.span(), format!("{what}: timeout must be longer than 0s"));
+                self.error(
+                    name.span(),
+                    format!("{what}: timeout must be longer than 0s"),
+                );
                 continue;
             }
-            out.insert(name.into_inner(), PortalConfig { url, auth, timeout, ca_cert: p.ca_cert });
+            out.insert(
+                name.into_inner(),
+                PortalConfig {
+                    url,
+                    auth,
+                    timeout,
+                    ca_cert: p.ca_cert,
+                },
+            );
         }
         out
     }
@@ -425,13 +514,21 @@ impl<'a> Cx<'a> {
             let mut portal_list = None;
             if let Some(list) = m.portals {
                 if list.get_ref().is_empty() {
-                    self.error(list.span(), format!("[[map]] {service}: `portals` is empty; remove it to mean every portal"));
+                    self.error(
+                        list.span(),
+                        format!(
+                            "[[map]] {service}: `portals` is empty; remove it to mean every portal"
+                        ),
+                    );
                 }
                 let mut names = Vec::new();
                 for p in list.into_inner() {
                     if !portals.contains_key(p.get_ref()) {
                         let hint = catalog::hint(p.get_ref(), portals.keys().map(String::as_str));
-                        self.error(p.span(), format!("[[map]] {service}: unknown portal `{}`{hint}", p.get_ref()));
+                        self.error(
+                            p.span(),
+                            format!("[[map]] {service}: unknown portal `{}`{hint}", p.get_ref()),
+                        );
                     }
                     names.push(p.into_inner());
                 }
@@ -440,7 +537,10 @@ impl<'a> Cx<'a> {
             let props_span = m.props.span();
             let raw_props = m.props.into_inner();
             if raw_props.is_empty() {
-                self.error(props_span.clone(), format!("[[map]] {service}: no props mapped"));
+                self.error(
+                    props_span.clone(),
+                    format!("[[map]] {service}: no props mapped"),
+                );
             }
             let mut props = BTreeMap::new();
             for (prop, value) in raw_props {
@@ -454,13 +554,26 @@ impl<'a> Cx<'a> {
                 match prop_ref(value.into_inner()) {
                     Ok(PropRef::Secret(r)) => {
                         if let Some(src) = sources.get(&r.source) {
-                            if matches!(src, SourceConfig::Files(_)) && (r.path.contains("..") || r.path.starts_with('/')) {
+                            if matches!(src, SourceConfig::Files(_))
+                                && (r.path.contains("..") || r.path.starts_with('/'))
+                            {
                                 self.error(value_span.clone(), format!("`{r}`: a files path is a file name under the source's dir, without `..` or a leading `/`"));
                             }
                         } else {
                             let hint = catalog::hint(&r.source, sources.keys().map(String::as_str));
-                            let known_list = if sources.is_empty() { "none configured".to_string() } else { sources.keys().cloned().collect::<Vec<_>>().join(", ") };
-                            self.error(value_span.clone(), format!("prop `{}`: unknown source `{}` (sources: {known_list}){hint}", prop.get_ref(), r.source));
+                            let known_list = if sources.is_empty() {
+                                "none configured".to_string()
+                            } else {
+                                sources.keys().cloned().collect::<Vec<_>>().join(", ")
+                            };
+                            self.error(
+                                value_span.clone(),
+                                format!(
+                                    "prop `{}`: unknown source `{}` (sources: {known_list}){hint}",
+                                    prop.get_ref(),
+                                    r.source
+                                ),
+                            );
                         }
                         props.insert(prop.into_inner(), PropRef::Secret(r));
                     }
@@ -474,7 +587,9 @@ impl<'a> Cx<'a> {
                 self.error(props_span, format!("[[map]] {service}: every prop is an empty literal; the portal would clear the whole service, which authsync never does"));
             }
             for portal in portals.keys() {
-                let applies = portal_list.as_ref().is_none_or(|l: &Vec<String>| l.contains(portal));
+                let applies = portal_list
+                    .as_ref()
+                    .is_none_or(|l: &Vec<String>| l.contains(portal));
                 if !applies {
                     continue;
                 }
@@ -482,7 +597,12 @@ impl<'a> Cx<'a> {
                     self.error(service_span.clone(), format!("service `{service}` is mapped twice for portal `{portal}` (first at line {first}); merge the blocks or narrow them with `portals`"));
                 }
             }
-            out.push(MapConfig { service, portals: portal_list, props, line });
+            out.push(MapConfig {
+                service,
+                portals: portal_list,
+                props,
+                line,
+            });
         }
         out
     }
@@ -534,7 +654,9 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     }
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(before.chars().count(), |nl| before[nl + 1..].chars().count()) + 1;
+    let column = before.rfind('\n').map_or(before.chars().count(), |nl| {
+        before[nl + 1..].chars().count()
+    }) + 1;
     (line, column)
 }
 

@@ -128,7 +128,10 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { listen: default_listen(), trigger_token: None }
+        ServerConfig {
+            listen: default_listen(),
+            trigger_token: None,
+        }
     }
 }
 
@@ -229,9 +232,7 @@ pub struct VaultSourceConfig {
 #[serde(tag = "method", rename_all = "lowercase", deny_unknown_fields)]
 pub enum VaultAuth {
     /// A token (`VAULT_TOKEN`, a file, …).
-    Token {
-        token: SecretSetting,
-    },
+    Token { token: SecretSetting },
     /// AppRole: `role_id` and `secret_id`, at `mount` (default `approle`).
     Approle {
         role_id: SecretSetting,
@@ -252,7 +253,11 @@ pub enum VaultAuth {
 
 impl Default for VaultAuth {
     fn default() -> Self {
-        VaultAuth::Token { token: SecretSetting::Env { env: "VAULT_TOKEN".into() } }
+        VaultAuth::Token {
+            token: SecretSetting::Env {
+                env: "VAULT_TOKEN".into(),
+            },
+        }
     }
 }
 
@@ -311,7 +316,10 @@ pub enum PortalAuth {
     /// `api_key`: a personal access token (`sk-…`) of an admin with scope `*:write`.
     ApiKey(SecretSetting),
     /// `user` + `password`: logs in through `POST /api/2.0/authentication`.
-    Login { user: String, password: SecretSetting },
+    Login {
+        user: String,
+        password: SecretSetting,
+    },
 }
 
 /// `[portals.NAME]`: a portal to keep in sync.
@@ -341,7 +349,9 @@ pub struct MapConfig {
 
 impl MapConfig {
     pub fn applies_to(&self, portal: &str) -> bool {
-        self.portals.as_ref().is_none_or(|ps| ps.iter().any(|p| p == portal))
+        self.portals
+            .as_ref()
+            .is_none_or(|ps| ps.iter().any(|p| p == portal))
     }
 }
 

@@ -82,7 +82,9 @@ impl SecretRef {
         }
         if let Some(key) = key {
             if key.is_empty() {
-                return Err("the key after `#` is empty (drop the `#` to use the whole value)".into());
+                return Err(
+                    "the key after `#` is empty (drop the `#` to use the whole value)".into(),
+                );
             }
             if key.contains(PORTAL_PLACEHOLDER) {
                 return Err("`{portal}` is only allowed in the path, not in the key".into());
@@ -93,7 +95,9 @@ impl SecretRef {
         }
         let unknown_placeholder = path.replace(PORTAL_PLACEHOLDER, "");
         if unknown_placeholder.contains('{') || unknown_placeholder.contains('}') {
-            return Err(format!("the path `{path}` has a placeholder other than `{{portal}}`"));
+            return Err(format!(
+                "the path `{path}` has a placeholder other than `{{portal}}`"
+            ));
         }
         Ok(SecretRef {
             source: source.to_string(),
@@ -126,7 +130,10 @@ mod tests {
     #[test]
     fn short_forms() {
         let r = SecretRef::parse("vault:secret/oauth/google#client_id").unwrap();
-        assert_eq!((r.source.as_str(), r.path.as_str(), r.key.as_deref()), ("vault", "secret/oauth/google", Some("client_id")));
+        assert_eq!(
+            (r.source.as_str(), r.path.as_str(), r.key.as_deref()),
+            ("vault", "secret/oauth/google", Some("client_id"))
+        );
         let r = SecretRef::parse("aws:docspace/backup").unwrap();
         assert_eq!(r.key, None);
         // ARNs contain colons: only the first one separates the source.
@@ -138,7 +145,15 @@ mod tests {
 
     #[test]
     fn bad_forms() {
-        for bad in ["nocolon", ":path", "vault:", "vault:path#", "vault:a/{env}/b", "vault:p#{portal}", "vault: p"] {
+        for bad in [
+            "nocolon",
+            ":path",
+            "vault:",
+            "vault:path#",
+            "vault:a/{env}/b",
+            "vault:p#{portal}",
+            "vault: p",
+        ] {
             assert!(SecretRef::parse(bad).is_err(), "{bad} should be rejected");
         }
     }

@@ -28,7 +28,11 @@ pub enum PortalError {
     #[error("invalid response: {0}")]
     InvalidResponse(String),
     #[error("prop `{prop}` is {len} characters long; the portal accepts at most {max} (nothing was sent)")]
-    ValueTooLong { prop: String, len: usize, max: usize },
+    ValueTooLong {
+        prop: String,
+        len: usize,
+        max: usize,
+    },
     #[error("login failed: {0}")]
     Login(String),
     #[error("unexpected HTTP status {0}")]

@@ -121,10 +121,14 @@ impl PortalClient {
             .user_agent(concat!("authsync/", env!("CARGO_PKG_VERSION")))
             .pool_idle_timeout(Duration::from_secs(90));
         if let Some(ca) = &cfg.ca_cert {
-            let pem = std::fs::read(ca)
-                .map_err(|e| PortalError::Connect(format!("cannot read ca_cert {}: {e}", ca.display())))?;
+            let pem = std::fs::read(ca).map_err(|e| {
+                PortalError::Connect(format!("cannot read ca_cert {}: {e}", ca.display()))
+            })?;
             let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
-                PortalError::Connect(format!("ca_cert {} is not a PEM certificate: {e}", ca.display()))
+                PortalError::Connect(format!(
+                    "ca_cert {} is not a PEM certificate: {e}",
+                    ca.display()
+                ))
             })?;
             builder = builder.add_root_certificate(cert);
         }
@@ -178,11 +182,19 @@ impl PortalClient {
     ///
     /// Refuses, without sending anything, a value over [`MAX_VALUE_LEN`] and a request
     /// whose every value is empty (the portal would clear the whole service).
-    pub async fn set(&self, service: &str, props: &[(String, SecretString)]) -> Result<bool, PortalError> {
+    pub async fn set(
+        &self,
+        service: &str,
+        props: &[(String, SecretString)],
+    ) -> Result<bool, PortalError> {
         for (prop, value) in props {
             let len = value.expose_secret().chars().count();
             if len > MAX_VALUE_LEN {
-                return Err(PortalError::ValueTooLong { prop: prop.clone(), len, max: MAX_VALUE_LEN });
+                return Err(PortalError::ValueTooLong {
+                    prop: prop.clone(),
+                    len,
+                    max: MAX_VALUE_LEN,
+                });
             }
         }
         if props.iter().all(|(_, v)| v.expose_secret().is_empty()) {
@@ -198,7 +210,9 @@ impl PortalClient {
                 .collect::<Vec<_>>(),
         });
         let sent: Vec<&str> = props.iter().map(|(_, v)| v.expose_secret()).collect();
-        let body = self.call(Method::POST, AUTHSERVICE, Some(&body), &sent).await?;
+        let body = self
+            .call(Method::POST, AUTHSERVICE, Some(&body), &sent)
+            .await?;
         decode::<bool>(&body)
     }
 
@@ -217,7 +231,9 @@ impl PortalClient {
             attempt += 1;
             let result = self.send_once(method.clone(), path, body, sent).await;
             match result {
-                Err(PortalError::Unauthorized) if matches!(self.auth, PortalAuth::Login { .. }) && !relogged => {
+                Err(PortalError::Unauthorized)
+                    if matches!(self.auth, PortalAuth::Login { .. }) && !relogged =>
+                {
                     relogged = true;
                     *self.token.lock().await = None;
                     tracing::info!(portal = %self.name, "login token refused; logging in again");
@@ -240,7 +256,10 @@ impl PortalClient {
         sent: &[&str],
     ) -> Result<Vec<u8>, PortalError> {
         let url = self.url(path)?;
-        let mut req = self.http.request(method.clone(), url).header("Accept", "application/json");
+        let mut req = self
+            .http
+            .request(method.clone(), url)
+            .header("Accept", "application/json");
         req = req.header(AUTHORIZATION, self.authorization().await?);
         if let Some(body) = body {
             req = req.json(body);
@@ -253,7 +272,9 @@ impl PortalClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let bytes = read_bounded(resp).await.map_err(|e| self.transport_error(&e))?;
+        let bytes = read_bounded(resp)
+            .await
+            .map_err(|e| self.transport_error(&e))?;
         tracing::debug!(portal = %self.name, %method, path, status = status.as_u16(), "portal answered");
         if status.is_success() {
             return Ok(bytes);
@@ -266,7 +287,10 @@ impl PortalClient {
             StatusCode::BAD_REQUEST if message.trim() == "Bad keys" => PortalError::BadKeys,
             StatusCode::BAD_REQUEST => PortalError::BadRequest(message),
             StatusCode::TOO_MANY_REQUESTS => PortalError::RateLimited { retry_after },
-            s if s.is_server_error() => PortalError::Server { status: s.as_u16(), message },
+            s if s.is_server_error() => PortalError::Server {
+                status: s.as_u16(),
+                message,
+            },
             s => PortalError::Unexpected(s.as_u16()),
         })
     }
@@ -289,7 +313,9 @@ impl PortalClient {
     async fn authorization(&self) -> Result<HeaderValue, PortalError> {
         let raw = match &self.auth {
             PortalAuth::ApiKey(key) => {
-                let key = key.read().map_err(|e| PortalError::Login(format!("cannot read api_key: {e}")))?;
+                let key = key
+                    .read()
+                    .map_err(|e| PortalError::Login(format!("cannot read api_key: {e}")))?;
                 format!("Bearer {}", key.expose_secret())
             }
             PortalAuth::Login { user, password } => {
@@ -297,11 +323,15 @@ impl PortalClient {
                 if token.is_none() {
                     *token = Some(self.login(user, password).await?);
                 }
-                token.as_ref().map(|t| t.expose_secret().to_string()).unwrap_or_default()
+                token
+                    .as_ref()
+                    .map(|t| t.expose_secret().to_string())
+                    .unwrap_or_default()
             }
         };
-        let mut value = HeaderValue::from_str(&raw)
-            .map_err(|_| PortalError::Login("the credential contains characters not allowed in a header".into()))?;
+        let mut value = HeaderValue::from_str(&raw).map_err(|_| {
+            PortalError::Login("the credential contains characters not allowed in a header".into())
+        })?;
         value.set_sensitive(true);
         Ok(value)
     }
@@ -311,7 +341,9 @@ impl PortalClient {
         user: &str,
         password: &crate::secret::SecretSetting,
     ) -> Result<SecretString, PortalError> {
-        let password = password.read().map_err(|e| PortalError::Login(format!("cannot read password: {e}")))?;
+        let password = password
+            .read()
+            .map_err(|e| PortalError::Login(format!("cannot read password: {e}")))?;
         let body = serde_json::json!({ "userName": user, "password": password.expose_secret() });
         let resp = self
             .http
@@ -322,7 +354,9 @@ impl PortalClient {
             .await
             .map_err(|e| self.transport_error(&e))?;
         let status = resp.status();
-        let bytes = read_bounded(resp).await.map_err(|e| self.transport_error(&e))?;
+        let bytes = read_bounded(resp)
+            .await
+            .map_err(|e| self.transport_error(&e))?;
         let message = error_message(&bytes, &[password.expose_secret()]);
         match status {
             s if s.is_success() => {}
@@ -377,7 +411,10 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, PortalError
         }
     })?;
     if env.status.unwrap_or(0) != 0 {
-        let message = env.error.and_then(|e| e.message).unwrap_or_else(|| "no message".into());
+        let message = env
+            .error
+            .and_then(|e| e.message)
+            .unwrap_or_else(|| "no message".into());
         return Err(PortalError::BadRequest(message.chars().take(300).collect()));
     }
     env.response
@@ -409,7 +446,10 @@ fn error_message(bytes: &[u8], sent: &[&str]) -> String {
 
 /// Exponential backoff with full jitter, or the portal's `Retry-After` (capped).
 fn backoff(attempt: u32, e: &PortalError) -> Duration {
-    if let PortalError::RateLimited { retry_after: Some(after) } = e {
+    if let PortalError::RateLimited {
+        retry_after: Some(after),
+    } = e
+    {
         return (*after).min(MAX_RETRY_AFTER);
     }
     let ceiling = Duration::from_millis(250 * 2u64.pow(attempt.min(6)));

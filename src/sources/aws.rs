@@ -48,7 +48,9 @@ impl AwsSource {
                 .await;
             shared = shared
                 .into_builder()
-                .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(provider))
+                .credentials_provider(
+                    aws_credential_types::provider::SharedCredentialsProvider::new(provider),
+                )
                 .build();
         }
         // The endpoint override applies to Secrets Manager only, never to STS.
@@ -56,7 +58,10 @@ impl AwsSource {
         if let Some(endpoint) = &cfg.endpoint_url {
             conf = conf.endpoint_url(endpoint.as_str().trim_end_matches('/'));
         }
-        AwsSource { name: name.to_string(), client: Client::from_conf(conf.build()) }
+        AwsSource {
+            name: name.to_string(),
+            client: Client::from_conf(conf.build()),
+        }
     }
 }
 
@@ -68,7 +73,13 @@ impl Source for AwsSource {
 
     async fn read(&self, path: &str) -> Result<Secret, SourceError> {
         tracing::debug!(source = %self.name, secret = path, "GetSecretValue");
-        let out = self.client.get_secret_value().secret_id(path).send().await.map_err(map_error)?;
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(path)
+            .send()
+            .await
+            .map_err(map_error)?;
         let version = out.version_id().map(str::to_string);
         let text = if let Some(s) = out.secret_string() {
             SecretString::from(s.to_string())
@@ -80,13 +91,24 @@ impl Source for AwsSource {
             })?;
             SecretString::from(text.to_string())
         } else {
-            return Err(SourceError::Invalid("the secret's current version has no value".into()));
+            return Err(SourceError::Invalid(
+                "the secret's current version has no value".into(),
+            ));
         };
-        Ok(Secret { version, content: Content::Text(text) })
+        Ok(Secret {
+            version,
+            content: Content::Text(text),
+        })
     }
 
     async fn authenticate(&self) -> Result<(), SourceError> {
-        self.client.list_secrets().max_results(1).send().await.map(|_| ()).map_err(map_error)
+        self.client
+            .list_secrets()
+            .max_results(1)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(map_error)
     }
 }
 
@@ -107,7 +129,9 @@ where
                 "AccessDeniedException" | "AccessDenied" | "DecryptionFailure" => {
                     SourceError::Denied(format!("{code}: {message}"))
                 }
-                "UnrecognizedClientException" | "InvalidSignatureException" | "ExpiredTokenException"
+                "UnrecognizedClientException"
+                | "InvalidSignatureException"
+                | "ExpiredTokenException"
                 | "InvalidClientTokenId" => SourceError::Auth(format!("{code}: {message}")),
                 "InvalidRequestException" | "InvalidParameterException" => {
                     SourceError::Invalid(format!("{code}: {message}"))
@@ -127,7 +151,9 @@ where
             "the request could not be built ({}); are AWS credentials and a region available?",
             chain(&e)
         )),
-        SdkError::ResponseError(_) => SourceError::Unavailable("the response could not be decoded".into()),
+        SdkError::ResponseError(_) => {
+            SourceError::Unavailable("the response could not be decoded".into())
+        }
         _ => SourceError::Unavailable(chain(&e)),
     }
 }

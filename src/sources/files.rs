@@ -18,7 +18,10 @@ pub struct FilesSource {
 
 impl FilesSource {
     pub fn new(name: &str, cfg: &FilesSourceConfig) -> FilesSource {
-        FilesSource { name: name.to_string(), dir: cfg.dir.clone() }
+        FilesSource {
+            name: name.to_string(),
+            dir: cfg.dir.clone(),
+        }
     }
 
     fn file(&self, path: &str) -> Result<PathBuf, SourceError> {
@@ -45,27 +48,52 @@ impl Source for FilesSource {
         tracing::debug!(source = %self.name, file = %file.display(), "reading secret file");
         let bytes = match tokio::fs::read(&file).await {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(SourceError::NotFound),
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                return Err(SourceError::Denied(format!("cannot read {}", file.display())))
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(SourceError::NotFound)
             }
-            Err(e) => return Err(SourceError::Unavailable(format!("cannot read {}: {e}", file.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Err(SourceError::Denied(format!(
+                    "cannot read {}",
+                    file.display()
+                )))
+            }
+            Err(e) => {
+                return Err(SourceError::Unavailable(format!(
+                    "cannot read {}: {e}",
+                    file.display()
+                )))
+            }
         };
         let mut text = String::from_utf8(bytes)
             .map_err(|_| SourceError::Invalid(format!("{} is not UTF-8 text", file.display())))?;
         trim_one_newline(&mut text);
         // The version is the content's identity to the filesystem: mtime and size.
         let version = tokio::fs::metadata(&file).await.ok().and_then(|m| {
-            let mtime = m.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
-            Some(format!("{}.{:09}-{}", mtime.as_secs(), mtime.subsec_nanos(), m.len()))
+            let mtime = m
+                .modified()
+                .ok()?
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()?;
+            Some(format!(
+                "{}.{:09}-{}",
+                mtime.as_secs(),
+                mtime.subsec_nanos(),
+                m.len()
+            ))
         });
-        Ok(Secret { version, content: Content::Text(SecretString::from(text)) })
+        Ok(Secret {
+            version,
+            content: Content::Text(SecretString::from(text)),
+        })
     }
 
     async fn authenticate(&self) -> Result<(), SourceError> {
         match tokio::fs::read_dir(&self.dir).await {
             Ok(_) => Ok(()),
-            Err(e) => Err(SourceError::Unavailable(format!("cannot list {}: {e}", self.dir.display()))),
+            Err(e) => Err(SourceError::Unavailable(format!(
+                "cannot list {}: {e}",
+                self.dir.display()
+            ))),
         }
     }
 }

@@ -71,7 +71,9 @@ pub enum SourceError {
 pub enum ValueError {
     #[error("has no key `{key}` (keys: {available})")]
     NoKey { key: String, available: String },
-    #[error("is not a JSON object, so `#{0}` cannot select a field; drop `#{0}` to use the whole value")]
+    #[error(
+        "is not a JSON object, so `#{0}` cannot select a field; drop `#{0}` to use the whole value"
+    )]
     NotJson(String),
     #[error("has {0} fields; name one with `#KEY`")]
     Ambiguous(usize),
@@ -87,13 +89,19 @@ impl Secret {
     /// The value a prop reference asks for: field `key`, or the whole secret.
     pub fn value(&self, key: Option<&str>) -> Result<SecretString, ValueError> {
         let v = match (&self.content, key) {
-            (Content::Fields(fields), Some(key)) => fields
-                .get(key)
-                .cloned()
-                .ok_or_else(|| ValueError::NoKey { key: key.to_string(), available: key_list(fields.keys()) })?,
+            (Content::Fields(fields), Some(key)) => {
+                fields.get(key).cloned().ok_or_else(|| ValueError::NoKey {
+                    key: key.to_string(),
+                    available: key_list(fields.keys()),
+                })?
+            }
             (Content::Fields(fields), None) => match fields.len() {
                 0 => return Err(ValueError::NoFields),
-                1 => fields.values().next().cloned().ok_or(ValueError::NoFields)?,
+                1 => fields
+                    .values()
+                    .next()
+                    .cloned()
+                    .ok_or(ValueError::NoFields)?,
                 n => return Err(ValueError::Ambiguous(n)),
             },
             (Content::Text(text), None) => text.clone(),
@@ -118,9 +126,13 @@ fn key_list<'a>(keys: impl Iterator<Item = &'a String>) -> String {
 /// Field `key` of a JSON object held as text.
 fn json_field(text: &SecretString, key: &str) -> Result<SecretString, ValueError> {
     let map: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(text.expose_secret()).map_err(|_| ValueError::NotJson(key.to_string()))?;
+        serde_json::from_str(text.expose_secret())
+            .map_err(|_| ValueError::NotJson(key.to_string()))?;
     match map.get(key) {
-        None => Err(ValueError::NoKey { key: key.to_string(), available: key_list(map.keys()) }),
+        None => Err(ValueError::NoKey {
+            key: key.to_string(),
+            available: key_list(map.keys()),
+        }),
         Some(v) => json_to_secret(v).ok_or_else(|| ValueError::Null(key.to_string())),
     }
 }
@@ -149,7 +161,9 @@ impl Sources {
         let mut failed = Vec::new();
         for (name, cfg) in &config.sources {
             let made: Result<Arc<dyn Source>, SourceError> = match cfg {
-                SourceConfig::Vault(v) => VaultSource::connect(name, v).await.map(|s| Arc::new(s) as _),
+                SourceConfig::Vault(v) => VaultSource::connect(name, v)
+                    .await
+                    .map(|s| Arc::new(s) as _),
                 SourceConfig::Aws(a) => Ok(Arc::new(AwsSource::connect(name, a).await)),
                 SourceConfig::Files(f) => Ok(Arc::new(FilesSource::new(name, f))),
             };
@@ -183,29 +197,60 @@ mod tests {
     use super::*;
 
     fn text(s: &str) -> Secret {
-        Secret { version: None, content: Content::Text(SecretString::from(s.to_string())) }
+        Secret {
+            version: None,
+            content: Content::Text(SecretString::from(s.to_string())),
+        }
     }
 
     #[test]
     fn extraction_rules() {
         let j = text(r#"{"a":"x","n":5,"o":{"k":1},"e":"","z":null}"#);
-        assert_eq!(j.value(Some("a")).map(|v| v.expose_secret().to_string()), Ok("x".into()));
-        assert_eq!(j.value(Some("n")).map(|v| v.expose_secret().to_string()), Ok("5".into()));
-        assert_eq!(j.value(Some("o")).map(|v| v.expose_secret().to_string()), Ok(r#"{"k":1}"#.into()));
+        assert_eq!(
+            j.value(Some("a")).map(|v| v.expose_secret().to_string()),
+            Ok("x".into())
+        );
+        assert_eq!(
+            j.value(Some("n")).map(|v| v.expose_secret().to_string()),
+            Ok("5".into())
+        );
+        assert_eq!(
+            j.value(Some("o")).map(|v| v.expose_secret().to_string()),
+            Ok(r#"{"k":1}"#.into())
+        );
         assert_eq!(j.value(Some("e")).err(), Some(ValueError::Empty));
         assert_eq!(j.value(Some("z")).err(), Some(ValueError::Null("z".into())));
         assert!(matches!(j.value(Some("q")), Err(ValueError::NoKey { .. })));
-        assert!(matches!(text("plain").value(Some("k")), Err(ValueError::NotJson(_))));
+        assert!(matches!(
+            text("plain").value(Some("k")),
+            Err(ValueError::NotJson(_))
+        ));
         assert_eq!(text("").value(None).err(), Some(ValueError::Empty));
         let mut f = BTreeMap::new();
-        f.insert("only".to_string(), SecretString::from("v".to_string()));
-        let one = Secret { version: None, content: Content::Fields(f.clone()) };
-        assert_eq!(one.value(None).map(|v| v.expose_secret().to_string()), Ok("v".into()));
-        f.insert("two".to_string(), SecretString::from("w".to_string()));
-        let two = Secret { version: None, content: Content::Fields(f) };
+        f.insert("only".to_string(), SecretString::from("VALUE1".to_string()));
+        let one = Secret {
+            version: None,
+            content: Content::Fields(f.clone()),
+        };
+        assert_eq!(
+            one.value(None).map(|v| v.expose_secret().to_string()),
+            Ok("VALUE1".into())
+        );
+        f.insert("two".to_string(), SecretString::from("VALUE2".to_string()));
+        let two = Secret {
+            version: None,
+            content: Content::Fields(f),
+        };
         assert_eq!(two.value(None).err(), Some(ValueError::Ambiguous(2)));
         // Key names are listed for the operator; values never are.
-        let err = two.value(Some("nope")).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("only, two") && !err.contains('v') || err.contains("only, two"), "{err}");
+        let err = two
+            .value(Some("nope"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("only, two") && !err.contains("VALUE"),
+            "{err}"
+        );
     }
 }

@@ -38,10 +38,15 @@ impl VaultSource {
         let mut http = reqwest::Client::builder().timeout(cfg.timeout);
         if let Some(ca) = &cfg.ca_cert {
             ca_certs.push(ca.display().to_string());
-            let pem = std::fs::read(ca)
-                .map_err(|e| SourceError::Invalid(format!("cannot read ca_cert {}: {e}", ca.display())))?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| SourceError::Invalid(format!("ca_cert {} is not a PEM certificate: {e}", ca.display())))?;
+            let pem = std::fs::read(ca).map_err(|e| {
+                SourceError::Invalid(format!("cannot read ca_cert {}: {e}", ca.display()))
+            })?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                SourceError::Invalid(format!(
+                    "ca_cert {} is not a PEM certificate: {e}",
+                    ca.display()
+                ))
+            })?;
             http = http.add_root_certificate(cert);
         }
         let http = http
@@ -68,15 +73,23 @@ impl VaultSource {
         let settings = settings
             .build()
             .map_err(|e| SourceError::Invalid(format!("invalid Vault client settings: {e}")))?;
-        let mut client = VaultClient::new(settings)
-            .map_err(|e| SourceError::Invalid(format!("cannot build the Vault client: {}", describe(&e))))?;
+        let mut client = VaultClient::new(settings).map_err(|e| {
+            SourceError::Invalid(format!("cannot build the Vault client: {}", describe(&e)))
+        })?;
 
         let token = match &cfg.auth {
             VaultAuth::Token { .. } => initial_token,
-            VaultAuth::Approle { role_id, secret_id, mount } => {
-                let role_id = role_id.read().map_err(|e| SourceError::Auth(format!("cannot read role_id: {e}")))?;
-                let secret_id =
-                    secret_id.read().map_err(|e| SourceError::Auth(format!("cannot read secret_id: {e}")))?;
+            VaultAuth::Approle {
+                role_id,
+                secret_id,
+                mount,
+            } => {
+                let role_id = role_id
+                    .read()
+                    .map_err(|e| SourceError::Auth(format!("cannot read role_id: {e}")))?;
+                let secret_id = secret_id
+                    .read()
+                    .map_err(|e| SourceError::Auth(format!("cannot read secret_id: {e}")))?;
                 let info = vaultrs::auth::approle::login(
                     &client,
                     mount,
@@ -84,18 +97,31 @@ impl VaultSource {
                     secret_id.expose_secret(),
                 )
                 .await
-                .map_err(|e| SourceError::Auth(format!("AppRole login at auth/{mount} failed: {}", describe(&e))))?;
+                .map_err(|e| {
+                    SourceError::Auth(format!(
+                        "AppRole login at auth/{mount} failed: {}",
+                        describe(&e)
+                    ))
+                })?;
                 SecretString::from(info.client_token)
             }
-            VaultAuth::Kubernetes { role, mount, jwt_file } => {
+            VaultAuth::Kubernetes {
+                role,
+                mount,
+                jwt_file,
+            } => {
                 let jwt = read_secret_file(jwt_file).map_err(|e| {
                     SourceError::Auth(format!("cannot read the service-account token: {e}"))
                 })?;
-                let info = vaultrs::auth::kubernetes::login(&client, mount, role, jwt.expose_secret())
-                    .await
-                    .map_err(|e| {
-                        SourceError::Auth(format!("Kubernetes login at auth/{mount} (role {role}) failed: {}", describe(&e)))
-                    })?;
+                let info =
+                    vaultrs::auth::kubernetes::login(&client, mount, role, jwt.expose_secret())
+                        .await
+                        .map_err(|e| {
+                            SourceError::Auth(format!(
+                                "Kubernetes login at auth/{mount} (role {role}) failed: {}",
+                                describe(&e)
+                            ))
+                        })?;
                 SecretString::from(info.client_token)
             }
         };
@@ -126,31 +152,54 @@ impl VaultSource {
             .address
             .join(&format!("v1/sys/internal/ui/mounts/{path}"))
             .map_err(|e| SourceError::Invalid(format!("bad path `{path}`: {e}")))?;
-        let mut req = self.http.get(url).header("X-Vault-Token", self.token.expose_secret());
+        let mut req = self
+            .http
+            .get(url)
+            .header("X-Vault-Token", self.token.expose_secret());
         if let Some(ns) = &self.namespace {
             req = req.header("X-Vault-Namespace", ns);
         }
-        let resp = req.send().await.map_err(|e| SourceError::Unavailable(reqwest_reason(&e)))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| SourceError::Unavailable(reqwest_reason(&e)))?;
         let status = resp.status();
         match status.as_u16() {
             200 => {}
-            403 => return Err(SourceError::Denied(format!("no access to `{path}` (or the token is invalid)"))),
+            403 => {
+                return Err(SourceError::Denied(format!(
+                    "no access to `{path}` (or the token is invalid)"
+                )))
+            }
             404 => return Err(SourceError::NotFound),
-            503 => return Err(SourceError::Unavailable("Vault is sealed or in standby (503)".into())),
-            code => return Err(SourceError::Unavailable(format!("mount lookup answered HTTP {code}"))),
+            503 => {
+                return Err(SourceError::Unavailable(
+                    "Vault is sealed or in standby (503)".into(),
+                ))
+            }
+            code => {
+                return Err(SourceError::Unavailable(format!(
+                    "mount lookup answered HTTP {code}"
+                )))
+            }
         }
-        let body: serde_json::Value = resp
-            .json()
-            .await
-            .map_err(|_| SourceError::Invalid("mount lookup returned a body that is not JSON".into()))?;
+        let body: serde_json::Value = resp.json().await.map_err(|_| {
+            SourceError::Invalid("mount lookup returned a body that is not JSON".into())
+        })?;
         let data = &body["data"];
-        let mount = data["path"].as_str().unwrap_or_default().trim_end_matches('/').to_string();
+        let mount = data["path"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .to_string();
         let kind = data["type"].as_str().unwrap_or_default();
         if mount.is_empty() {
             return Err(SourceError::NotFound);
         }
         if kind != "kv" && kind != "generic" {
-            return Err(SourceError::Invalid(format!("`{mount}/` is a `{kind}` mount, not a KV secrets engine")));
+            return Err(SourceError::Invalid(format!(
+                "`{mount}/` is a `{kind}` mount, not a KV secrets engine"
+            )));
         }
         let version = match data["options"]["version"].as_str() {
             Some("2") => 2,
@@ -165,7 +214,10 @@ impl VaultSource {
 
     fn cached_mount(&self, path: &str) -> Option<(String, u8)> {
         let cache = self.mounts.lock().ok()?;
-        cache.values().find(|(mount, _)| path.starts_with(&format!("{mount}/"))).cloned()
+        cache
+            .values()
+            .find(|(mount, _)| path.starts_with(&format!("{mount}/")))
+            .cloned()
     }
 }
 
@@ -181,7 +233,11 @@ impl Source for VaultSource {
             .strip_prefix(&mount)
             .map(|p| p.trim_start_matches('/'))
             .filter(|p| !p.is_empty())
-            .ok_or_else(|| SourceError::Invalid(format!("`{path}` names the mount `{mount}/` itself, not a secret in it")))?;
+            .ok_or_else(|| {
+                SourceError::Invalid(format!(
+                    "`{path}` names the mount `{mount}/` itself, not a secret in it"
+                ))
+            })?;
         tracing::debug!(source = %self.name, %mount, kv_version = version, path = rel, "reading secret");
         let (data, secret_version) = if version == 2 {
             let endpoint = ReadSecretRequest::builder()
@@ -189,25 +245,41 @@ impl Source for VaultSource {
                 .path(rel)
                 .build()
                 .map_err(|e| SourceError::Invalid(format!("cannot build request: {e}")))?;
-            let resp = vaultrs::api::exec_with_result(&self.client, endpoint).await.map_err(map_error)?;
+            let resp = vaultrs::api::exec_with_result(&self.client, endpoint)
+                .await
+                .map_err(map_error)?;
             (resp.data, Some(resp.metadata.version.to_string()))
         } else {
-            let resp = vaultrs::kv1::get_raw(&self.client, &mount, rel).await.map_err(map_error)?;
+            let resp = vaultrs::kv1::get_raw(&self.client, &mount, rel)
+                .await
+                .map_err(map_error)?;
             (resp.data, None)
         };
         let serde_json::Value::Object(map) = data else {
-            return Err(SourceError::Invalid("the secret's data is not a key/value object".into()));
+            return Err(SourceError::Invalid(
+                "the secret's data is not a key/value object".into(),
+            ));
         };
-        let fields: BTreeMap<String, _> =
-            map.iter().filter_map(|(k, v)| json_to_secret(v).map(|s| (k.clone(), s))).collect();
-        Ok(Secret { version: secret_version, content: Content::Fields(fields) })
+        let fields: BTreeMap<String, _> = map
+            .iter()
+            .filter_map(|(k, v)| json_to_secret(v).map(|s| (k.clone(), s)))
+            .collect();
+        Ok(Secret {
+            version: secret_version,
+            content: Content::Fields(fields),
+        })
     }
 
     async fn authenticate(&self) -> Result<(), SourceError> {
-        vaultrs::token::lookup_self(&self.client).await.map(|_| ()).map_err(|e| match map_error(e) {
-            SourceError::Denied(_) => SourceError::Auth("the token is invalid, expired or revoked".into()),
-            other => other,
-        })
+        vaultrs::token::lookup_self(&self.client)
+            .await
+            .map(|_| ())
+            .map_err(|e| match map_error(e) {
+                SourceError::Denied(_) => {
+                    SourceError::Auth("the token is invalid, expired or revoked".into())
+                }
+                other => other,
+            })
     }
 }
 
@@ -216,10 +288,13 @@ impl Source for VaultSource {
 fn map_error(e: ClientError) -> SourceError {
     match &e {
         ClientError::APIError { code: 404, .. } => SourceError::NotFound,
-        ClientError::APIError { code: 403, errors } | ClientError::APIError { code: 401, errors } => {
+        ClientError::APIError { code: 403, errors }
+        | ClientError::APIError { code: 401, errors } => {
             SourceError::Denied(summarise(errors, "permission denied"))
         }
-        ClientError::APIError { code: 503, .. } => SourceError::Unavailable("Vault is sealed or in standby (503)".into()),
+        ClientError::APIError { code: 503, .. } => {
+            SourceError::Unavailable("Vault is sealed or in standby (503)".into())
+        }
         ClientError::APIError { code, errors } => {
             SourceError::Unavailable(format!("HTTP {code}: {}", summarise(errors, "no message")))
         }
@@ -241,7 +316,9 @@ fn describe(e: &ClientError) -> String {
     use rustify::errors::ClientError as Rest;
     match e {
         ClientError::RestClientError { source } => match source {
-            Rest::RequestError { source, .. } => format!("request failed: {}", root_cause(source.as_ref())),
+            Rest::RequestError { source, .. } => {
+                format!("request failed: {}", root_cause(source.as_ref()))
+            }
             Rest::ServerResponseError { code, .. } => format!("server answered HTTP {code}"),
             Rest::ResponseParseError { .. } | Rest::ResponseConversionError { .. } => {
                 "the response could not be decoded".into()

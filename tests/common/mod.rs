@@ -16,7 +16,8 @@ pub const TG_BETA: &str = "222222222:AAbetaPLANTEDtokenYYYYYYYYYYYYYYYYYYYY";
 pub const S3_ACCESS: &str = "AKIAPLANTED4444";
 pub const S3_SECRET: &str = "s3-secret-access-key-PLANTED-5555";
 pub const S3_SECRET_2: &str = "s3-secret-access-key-ROTATED-6666";
-pub const GCS_JSON: &str = r#"{"type":"service_account","private_key":"-----BEGIN PRIVATE KEY-----PLANTED-7777"}"#;
+pub const GCS_JSON: &str =
+    r#"{"type":"service_account","private_key":"-----BEGIN PRIVATE KEY-----PLANTED-7777"}"#;
 pub const ALPHA_KEY: &str = "sk-alpha-PLANTED-api-key-8888";
 pub const BETA_KEY: &str = "sk-beta-PLANTED-api-key-9999";
 
@@ -51,15 +52,25 @@ impl Run {
         for secret in PLANTED.iter().chain(extra) {
             for (name, text) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
                 // Reporting the secret's index, not the secret, keeps the test log clean too.
-                let idx = PLANTED.iter().chain(extra).position(|s| s == secret).unwrap_or(0);
-                assert!(!text.contains(secret), "planted secret #{idx} leaked into {name}:\n{text}");
+                let idx = PLANTED
+                    .iter()
+                    .chain(extra)
+                    .position(|s| s == secret)
+                    .unwrap_or(0);
+                assert!(
+                    !text.contains(secret),
+                    "planted secret #{idx} leaked into {name}:\n{text}"
+                );
             }
         }
         self
     }
 
     pub fn output(&self) -> String {
-        format!("--- exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+        format!(
+            "--- exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
     }
 }
 
@@ -94,7 +105,14 @@ pub struct World {
 }
 
 pub fn double_config(key: &str) -> DoubleConfig {
-    DoubleConfig { api_keys: vec![ApiKey { key: key.into(), write: true, admin: true }], ..Default::default() }
+    DoubleConfig {
+        api_keys: vec![ApiKey {
+            key: key.into(),
+            write: true,
+            admin: true,
+        }],
+        ..Default::default()
+    }
 }
 
 impl World {
@@ -105,21 +123,39 @@ impl World {
 
     pub async fn start_with(alpha: DoubleConfig, beta: DoubleConfig) -> World {
         let (bao, moto) = tokio::join!(OpenBao::start(), Moto::start());
-        let alpha = PortalDouble::start(alpha).await.expect("start portal double alpha");
-        let beta = PortalDouble::start(beta).await.expect("start portal double beta");
-        bao.kv2_put("secret", "oauth/google", &[("client_id", GOOGLE_ID), ("client_secret", GOOGLE_SECRET)])
-            .await;
+        let alpha = PortalDouble::start(alpha)
+            .await
+            .expect("start portal double alpha");
+        let beta = PortalDouble::start(beta)
+            .await
+            .expect("start portal double beta");
+        bao.kv2_put(
+            "secret",
+            "oauth/google",
+            &[("client_id", GOOGLE_ID), ("client_secret", GOOGLE_SECRET)],
+        )
+        .await;
         bao.enable_kv1("kv1").await;
-        bao.kv1_put("kv1", "telegram/alpha", &[("token", TG_ALPHA)]).await;
-        bao.kv1_put("kv1", "telegram/beta", &[("token", TG_BETA)]).await;
-        moto.create_secret("docspace/backup-s3", &s3_json(S3_ACCESS, S3_SECRET)).await;
+        bao.kv1_put("kv1", "telegram/alpha", &[("token", TG_ALPHA)])
+            .await;
+        bao.kv1_put("kv1", "telegram/beta", &[("token", TG_BETA)])
+            .await;
+        moto.create_secret("docspace/backup-s3", &s3_json(S3_ACCESS, S3_SECRET))
+            .await;
         moto.create_secret("docspace/gcs", GCS_JSON).await;
         let mut env = moto.env();
         env.push(("VAULT_TOKEN".into(), bao.root_token().to_string()));
         env.push(("ALPHA_KEY".into(), ALPHA_KEY.into()));
         env.push(("BETA_KEY".into(), BETA_KEY.into()));
         let dir = tempfile::tempdir().expect("temp dir");
-        World { bao, moto, alpha, beta, dir, env }
+        World {
+            bao,
+            moto,
+            alpha,
+            beta,
+            dir,
+            env,
+        }
     }
 
     /// The standard config (sources, both portals, four services) plus `extra` TOML.
@@ -218,7 +254,11 @@ pub fn posted(double: &PortalDouble) -> Vec<(String, Vec<String>)> {
             let name = b["name"].as_str().unwrap_or_default().to_string();
             let props = b["props"]
                 .as_array()
-                .map(|a| a.iter().map(|p| p["name"].as_str().unwrap_or_default().to_string()).collect())
+                .map(|a| {
+                    a.iter()
+                        .map(|p| p["name"].as_str().unwrap_or_default().to_string())
+                        .collect()
+                })
                 .unwrap_or_default();
             (name, props)
         })

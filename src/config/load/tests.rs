@@ -39,7 +39,10 @@ props.telegramBotName = { value = "acme_docs_bot" }
 
 fn errors(text: &str) -> Vec<Diagnostic> {
     match parse(text, Path::new("t.toml")) {
-        Ok(l) => panic!("expected errors, got a config with warnings {:?}", l.warnings),
+        Ok(l) => panic!(
+            "expected errors, got a config with warnings {:?}",
+            l.warnings
+        ),
         Err(ConfigError::Invalid { diagnostics }) => diagnostics,
         Err(e) => panic!("unexpected error {e}"),
     }
@@ -53,8 +56,14 @@ fn good_config_loads() {
     assert_eq!(c.sources.len(), 2);
     assert_eq!(c.portals.len(), 2);
     assert_eq!(c.maps.len(), 2);
-    assert_eq!(c.sync.schedule(), super::super::Schedule::Interval(Duration::from_secs(30)));
-    assert!(matches!(c.portals["staging"].auth, PortalAuth::Login { .. }));
+    assert_eq!(
+        c.sync.schedule(),
+        super::super::Schedule::Interval(Duration::from_secs(30))
+    );
+    assert!(matches!(
+        c.portals["staging"].auth,
+        PortalAuth::Login { .. }
+    ));
     assert_eq!(c.portals["staging"].timeout, Duration::from_secs(5));
     assert!(c.maps[1].applies_to("prod") && !c.maps[1].applies_to("staging"));
 }
@@ -63,29 +72,51 @@ fn good_config_loads() {
 fn all_errors_reported_with_lines() {
     let text = GOOD
         .replace("drift = \"ignore\"", "drift = \"ignore\"\nbogus = 1")
-        .replace("region = \"eu-west-1\"", "region = \"eu-west-1\"\nregoin = \"x\"")
-        .replace("\"vault:secret/oauth/google#client_id\"", "\"valut:secret/oauth/google#client_id\"")
+        .replace(
+            "region = \"eu-west-1\"",
+            "region = \"eu-west-1\"\nregoin = \"x\"",
+        )
+        .replace(
+            "\"vault:secret/oauth/google#client_id\"",
+            "\"valut:secret/oauth/google#client_id\"",
+        )
         .replace("portals = [\"prod\"]", "portals = [\"prd\"]");
     let d = errors(&text);
     let msgs: Vec<String> = d.iter().map(|d| d.to_string()).collect();
     let joined = msgs.join("\n");
-    assert!(joined.contains("t.toml:5:1: error:") && joined.contains("bogus"), "{joined}");
+    assert!(
+        joined.contains("t.toml:5:1: error:") && joined.contains("bogus"),
+        "{joined}"
+    );
     assert!(joined.contains("regoin"), "{joined}");
-    assert!(joined.contains("unknown source `valut`") && joined.contains("did you mean `vault`"), "{joined}");
-    assert!(joined.contains("unknown portal `prd`") && joined.contains("did you mean `prod`"), "{joined}");
+    assert!(
+        joined.contains("unknown source `valut`") && joined.contains("did you mean `vault`"),
+        "{joined}"
+    );
+    assert!(
+        joined.contains("unknown portal `prd`") && joined.contains("did you mean `prod`"),
+        "{joined}"
+    );
     assert!(d.len() >= 4, "{joined}");
 }
 
 #[test]
 fn unknown_service_and_prop_are_warnings_with_hints() {
-    let text = GOOD.replace("service = \"google\"", "service = \"Google\"").replace(
-        "props.telegramBotName",
-        "props.telegramBotNmae",
-    );
+    let text = GOOD
+        .replace("service = \"google\"", "service = \"Google\"")
+        .replace("props.telegramBotName", "props.telegramBotNmae");
     let loaded = parse(&text, Path::new("t.toml")).expect("warnings only");
     let w: Vec<String> = loaded.warnings.iter().map(|d| d.to_string()).collect();
-    assert!(w.iter().any(|m| m.contains("`Google`") && m.contains("did you mean `google`")), "{w:?}");
-    assert!(w.iter().any(|m| m.contains("telegramBotNmae") && m.contains("did you mean `telegramBotName`")), "{w:?}");
+    assert!(
+        w.iter()
+            .any(|m| m.contains("`Google`") && m.contains("did you mean `google`")),
+        "{w:?}"
+    );
+    assert!(
+        w.iter()
+            .any(|m| m.contains("telegramBotNmae") && m.contains("did you mean `telegramBotName`")),
+        "{w:?}"
+    );
 }
 
 #[test]
@@ -96,22 +127,49 @@ fn syntax_error_located() {
 
 #[test]
 fn structural_rules() {
-    let both = GOOD.replace("interval = \"30s\"", "interval = \"30s\"\nschedule = \"0 */5 * * * *\"");
-    assert!(errors(&both).iter().any(|d| d.message.contains("exactly one")));
+    let both = GOOD.replace(
+        "interval = \"30s\"",
+        "interval = \"30s\"\nschedule = \"0 */5 * * * *\"",
+    );
+    assert!(errors(&both)
+        .iter()
+        .any(|d| d.message.contains("exactly one")));
     let five = GOOD.replace("interval = \"30s\"", "schedule = \"*/5 * * * *\"");
     assert!(errors(&five).iter().any(|d| d.message.contains("6")));
-    let twice = format!("{GOOD}\n[[map]]\nservice = \"google\"\nprops.googleClientId = {{ value = \"x\" }}\n");
-    assert!(errors(&twice).iter().any(|d| d.message.contains("mapped twice")));
+    let twice = format!(
+        "{GOOD}\n[[map]]\nservice = \"google\"\nprops.googleClientId = {{ value = \"x\" }}\n"
+    );
+    assert!(errors(&twice)
+        .iter()
+        .any(|d| d.message.contains("mapped twice")));
     let nokind = GOOD.replace("kind = \"aws\"\n", "");
-    assert!(errors(&nokind).iter().any(|d| d.message.contains("no `kind`")));
+    assert!(errors(&nokind)
+        .iter()
+        .any(|d| d.message.contains("no `kind`")));
     let badkind = GOOD.replace("kind = \"aws\"", "kind = \"awss\"");
-    assert!(errors(&badkind).iter().any(|d| d.message.contains("did you mean `aws`")));
+    assert!(errors(&badkind)
+        .iter()
+        .any(|d| d.message.contains("did you mean `aws`")));
     let nocreds = GOOD.replace("api_key = { env = \"PROD_KEY\" }\n", "");
-    assert!(errors(&nocreds).iter().any(|d| d.message.contains("no credentials")));
-    let allempty = GOOD.replace("props.telegramBotToken = \"vault:secret/portals/{portal}/telegram#token\"\n", "").replace("\"acme_docs_bot\"", "\"\"");
-    assert!(errors(&allempty).iter().any(|d| d.message.contains("clear the whole service")));
-    let badref = GOOD.replace("\"vault:secret/oauth/google#client_id\"", "\"just-a-string\"");
-    assert!(errors(&badref).iter().any(|d| d.message.contains("not a reference")));
+    assert!(errors(&nocreds)
+        .iter()
+        .any(|d| d.message.contains("no credentials")));
+    let allempty = GOOD
+        .replace(
+            "props.telegramBotToken = \"vault:secret/portals/{portal}/telegram#token\"\n",
+            "",
+        )
+        .replace("\"acme_docs_bot\"", "\"\"");
+    assert!(errors(&allempty)
+        .iter()
+        .any(|d| d.message.contains("clear the whole service")));
+    let badref = GOOD.replace(
+        "\"vault:secret/oauth/google#client_id\"",
+        "\"just-a-string\"",
+    );
+    assert!(errors(&badref)
+        .iter()
+        .any(|d| d.message.contains("not a reference")));
 }
 
 #[test]

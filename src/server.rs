@@ -1,0 +1,1 @@
+//! HTTP endpoints of `authsync run` (placeholder; being written).
