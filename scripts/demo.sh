@@ -215,8 +215,13 @@ unset RUST_LOG AUTHSYNC_CONFIG VAULT_ADDR VAULT_TOKEN VAULT_NAMESPACE BAO_NAMESP
     AWS_CONTAINER_CREDENTIALS_FULL_URI AWS_CONTAINER_CREDENTIALS_RELATIVE_URI
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
 export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
-export AWS_CONFIG_FILE=$RUN_DIR/no-such-aws-config
-export AWS_SHARED_CREDENTIALS_FILE=$RUN_DIR/no-such-aws-credentials
+# No profile of the caller's: moto gets files that do not exist, authsync and boto3 empty
+# ones (the Rust SDK warns about a configured file that is missing).
+mkdir -p "$RUN_DIR/aws"
+: >"$RUN_DIR/aws/config"
+: >"$RUN_DIR/aws/credentials"
+export AWS_CONFIG_FILE=$RUN_DIR/aws/config
+export AWS_SHARED_CREDENTIALS_FILE=$RUN_DIR/aws/credentials
 export AWS_EC2_METADATA_DISABLED=true
 
 BAO_PORT=$(free_port_pair)
@@ -227,7 +232,9 @@ BAO_PID=$LAST_PID
 
 MOTO_PORT=$(free_port)
 MOTO_URL=http://127.0.0.1:$MOTO_PORT
-start moto moto_server -H 127.0.0.1 -p "$MOTO_PORT"
+start moto env AWS_CONFIG_FILE="$RUN_DIR/no-such-aws-config" \
+    AWS_SHARED_CREDENTIALS_FILE="$RUN_DIR/no-such-aws-credentials" \
+    moto_server -H 127.0.0.1 -p "$MOTO_PORT"
 MOTO_PID=$LAST_PID
 
 # The doubles bind port 0 themselves and print the address they got: no race at all.
@@ -358,7 +365,7 @@ sed -e "s|@STATE_FILE@|$(sed_escape "$RUN_DIR/state.json")|g" \
     -e "s|@ALPHA_URL@|$(sed_escape "$ALPHA_URL")|g" \
     -e "s|@BETA_URL@|$(sed_escape "$BETA_URL")|g" \
     "$TEMPLATE" >"$CONFIG"
-if grep -n '@[A-Z_]*@' "$CONFIG"; then die "unfilled placeholders in $CONFIG"; fi
+if grep -n '^[^#]*@[A-Z_]*@' "$CONFIG"; then die "unfilled placeholders in $CONFIG"; fi
 export VAULT_TOKEN=root
 note "sources vault + aws; portals alpha + beta; maps google, telegram, s3, googlecloud (alpha)"
 note "secrets come from the environment: VAULT_TOKEN, ALPHA_PORTAL_API_KEY, BETA_PORTAL_API_KEY"
@@ -428,8 +435,8 @@ step plan-3 plan
 expect_rc 0 "final plan"
 
 # ================================================================== 7. leak check
-say "Leak check: no planted secret value in any authsync output or in the state file"
-LEAK_FILES=("$RUN_DIR"/out/*)
+say "Leak check: no planted secret value in any authsync output, the config or the state file"
+LEAK_FILES=("$RUN_DIR"/out/* "$CONFIG")
 [ -f "$RUN_DIR/state.json" ] && LEAK_FILES+=("$RUN_DIR/state.json")
 if grep -lF -f "$PLANTED" "${LEAK_FILES[@]}" >"$RUN_DIR/leaks.txt"; then
     die "planted secret values found in: $(tr '\n' ' ' <"$RUN_DIR/leaks.txt")"

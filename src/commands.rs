@@ -9,7 +9,8 @@ use crate::cli::{Cli, Command, Selection};
 use crate::config::{self, Config, ConfigError, PortalAuth, SourceConfig, VaultAuth};
 use crate::mapping::{self, Filter};
 use crate::secret::{ExposeSecret, SecretSetting};
-use crate::sync::{Engine, Mode};
+use crate::state::State;
+use crate::sync::{CycleOptions, Engine, Mode};
 use crate::{logging, plan, report, resolve};
 
 const OK: u8 = 0;
@@ -67,8 +68,11 @@ async fn plan_cmd(config: Config, sel: Selection) -> u8 {
         Ok(f) => f,
         Err(code) => return code,
     };
+    let (mut state, _) = load_state(&config);
     let engine = Engine::new(Arc::new(config)).await;
-    let report = engine.cycle(&filter, Mode::Plan).await;
+    let report = engine
+        .cycle(&filter, CycleOptions::once(Mode::Plan), &mut state)
+        .await;
     print!("{}", report::render(&report, false));
     if !report.is_ok() || !engine.setup_errors.is_empty() {
         FAILED
@@ -84,15 +88,35 @@ async fn sync_cmd(config: Config, sel: Selection, dry_run: bool) -> u8 {
         Ok(f) => f,
         Err(code) => return code,
     };
+    let (mut state, _) = load_state(&config);
+    let state_file = config.sync.state_file.clone();
     let engine = Engine::new(Arc::new(config)).await;
     let mode = if dry_run { Mode::Plan } else { Mode::Apply };
-    let report = engine.cycle(&filter, mode).await;
+    let report = engine
+        .cycle(&filter, CycleOptions::once(mode), &mut state)
+        .await;
     print!("{}", report::render(&report, !dry_run));
-    if report.is_ok() && engine.setup_errors.is_empty() {
+    let mut code = if report.is_ok() && engine.setup_errors.is_empty() {
         OK
     } else {
         FAILED
+    };
+    if !dry_run {
+        if let Err(e) = state.save(&state_file) {
+            tracing::error!(error = %e, "state not saved; the next run compares every portal afresh");
+            code = FAILED;
+        }
     }
+    code
+}
+
+/// The state file, or an empty state with a warning when it cannot be used.
+pub fn load_state(config: &Config) -> (State, bool) {
+    let (state, problem) = State::load(&config.sync.state_file);
+    if let Some(e) = &problem {
+        tracing::warn!(error = %e, "state file unusable");
+    }
+    (state, problem.is_none())
 }
 
 /// Every secret setting in the config, with a label saying where it is.
@@ -182,7 +206,13 @@ async fn check_online(config: Config) -> Vec<String> {
         }
     }
     let targets = mapping::targets(&engine.config, &Filter::default());
-    let resolution = resolve::resolve(&targets, &engine.sources).await;
+    let resolution = resolve::resolve(
+        &targets,
+        &engine.sources,
+        &resolve::SecretCache::default(),
+        resolve::Freshness::Fresh,
+    )
+    .await;
     for d in &resolution.desired {
         if let Err(errs) = &d.values {
             for e in errs {

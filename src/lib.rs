@@ -30,4 +30,5 @@ pub mod resolve;
 pub mod secret;
 pub mod server;
 pub mod sources;
+pub mod state;
 pub mod sync;

@@ -1,1 +1,607 @@
-//! Prometheus metrics (placeholder; being written).
+//! Prometheus metrics: the names listed under "Metrics" in the product contract.
+//!
+//! There is one process-global [`Metrics`] (see [`metrics`]) because the sync engine, the
+//! sources, the portal client and the HTTP server all record into the same exposition and
+//! threading a handle through every layer would buy nothing: a process serves exactly
+//! one `/metrics`.
+//!
+//! The exposition is OpenMetrics text (what `prometheus-client` emits, ending in `# EOF`);
+//! Prometheus scrapes it natively. `prometheus-client` derives sample names from the
+//! registered name: counters get `_total`, a unit gets `_seconds`, histograms get
+//! `_bucket`/`_sum`/`_count`. The names below are registered *without* those suffixes so
+//! the exposed names are exactly the contract's; `tests::contract_names_are_exact` pins it.
+//!
+//! Label values are whatever the caller passes. Callers must pass only names the config
+//! shows (portal, service, source names, operations, HTTP methods and statuses): never a
+//! secret value, and never a secret path that the config does not already show.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+/// Content type of [`Metrics::render`]'s output. It must say OpenMetrics: the body ends
+/// in `# EOF` and carries `# UNIT` lines, which a scraper expecting the classic text
+/// format (0.0.4) would not accept.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Upper bounds (seconds) of the cycle-duration histogram. A cycle that touches nothing
+/// takes tens of milliseconds; one with slow portals runs into their timeouts (15 s by
+/// default, retried), so the buckets reach two minutes.
+const DURATION_BUCKETS: [f64; 13] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0, 90.0, 120.0,
+];
+
+/// The process-global metrics. Created (and `authsync_build_info` set) on first use.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+    &METRICS
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PushLabels {
+    portal: String,
+    service: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabels {
+    portal: String,
+    service: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceRequestLabels {
+    source: String,
+    operation: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PortalRequestLabels {
+    portal: String,
+    method: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PortalLabels {
+    portal: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    version: String,
+}
+
+/// Every metric authsync exports. Handles are cheap to update from any thread.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    sync_runs: Family<ResultLabels, Counter>,
+    sync_duration: Histogram,
+    pushes: Family<PushLabels, Counter>,
+    drift_corrections: Family<ServiceLabels, Counter>,
+    source_requests: Family<SourceRequestLabels, Counter>,
+    portal_requests: Family<PortalRequestLabels, Counter>,
+    out_of_sync: Family<ServiceLabels, Gauge>,
+    last_success: Family<PortalLabels, Gauge<f64, AtomicU64>>,
+    config_reloads: Family<ResultLabels, Counter>,
+    bad_keys: Family<ServiceLabels, Counter>,
+    build_info: Family<VersionLabels, Gauge>,
+}
+
+impl Metrics {
+    /// Builds and registers everything. Private: the process has exactly one instance
+    /// ([`metrics`]); tests in this module build their own to stay independent.
+    fn new() -> Self {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            registry: Registry::default(),
+            sync_runs: Family::default(),
+            sync_duration: Histogram::new(DURATION_BUCKETS),
+            pushes: Family::default(),
+            drift_corrections: Family::default(),
+            source_requests: Family::default(),
+            portal_requests: Family::default(),
+            out_of_sync: Family::default(),
+            last_success: Family::default(),
+            config_reloads: Family::default(),
+            bad_keys: Family::default(),
+            build_info: Family::default(),
+        };
+        // Counters: registered without `_total` (the encoder appends it).
+        registry.register(
+            "authsync_sync_runs",
+            "Sync cycles by outcome (ok, partial, failed)",
+            m.sync_runs.clone(),
+        );
+        // Histogram: the unit appends `_seconds`, the encoder `_bucket`/`_sum`/`_count`.
+        registry.register_with_unit(
+            "authsync_sync_duration",
+            "Duration of sync cycles",
+            Unit::Seconds,
+            m.sync_duration.clone(),
+        );
+        registry.register(
+            "authsync_pushes",
+            "Service updates sent to portals, by outcome (ok, rejected, error)",
+            m.pushes.clone(),
+        );
+        registry.register(
+            "authsync_drift_corrections",
+            "Portal values changed outside authsync and put back",
+            m.drift_corrections.clone(),
+        );
+        registry.register(
+            "authsync_source_requests",
+            "Requests to secret sources",
+            m.source_requests.clone(),
+        );
+        registry.register(
+            "authsync_portal_requests",
+            "HTTP requests to portals, by method and status",
+            m.portal_requests.clone(),
+        );
+        registry.register(
+            "authsync_out_of_sync",
+            "1 while the last attempt left the portal service unsynced",
+            m.out_of_sync.clone(),
+        );
+        registry.register_with_unit(
+            "authsync_last_success_timestamp",
+            "Unix time of the last cycle that left the portal fully in sync",
+            Unit::Seconds,
+            m.last_success.clone(),
+        );
+        registry.register(
+            "authsync_config_reloads",
+            "Config reloads by outcome (ok, failed)",
+            m.config_reloads.clone(),
+        );
+        registry.register(
+            "authsync_bad_keys",
+            "Times a portal rejected keys and wiped the service (needs a human)",
+            m.bad_keys.clone(),
+        );
+        // A gauge rather than an OpenMetrics `info` metric: the exposed sample is the
+        // conventional `*_build_info{version} 1`, which every PromQL join recipe expects.
+        registry.register(
+            "authsync_build_info",
+            "Build information; always 1",
+            m.build_info.clone(),
+        );
+        m.build_info
+            .get_or_create(&VersionLabels {
+                version: label(env!("CARGO_PKG_VERSION")),
+            })
+            .set(1);
+        Metrics { registry, ..m }
+    }
+
+    /// Counts a finished cycle (`result`: `ok`, `partial` or `failed`) and records how
+    /// long it took.
+    pub fn sync_run(&self, result: &str, duration: Duration) {
+        self.sync_runs
+            .get_or_create(&ResultLabels {
+                result: label(result),
+            })
+            .inc();
+        self.sync_duration.observe(duration.as_secs_f64());
+    }
+
+    /// Counts one push of a service to a portal (`result`: `ok`, `rejected` or `error`).
+    pub fn push(&self, portal: &str, service: &str, result: &str) {
+        self.pushes
+            .get_or_create(&PushLabels {
+                portal: label(portal),
+                service: label(service),
+                result: label(result),
+            })
+            .inc();
+    }
+
+    /// Counts a push that restored values someone changed on the portal.
+    pub fn drift_correction(&self, portal: &str, service: &str) {
+        self.drift_corrections
+            .get_or_create(&service_labels(portal, service))
+            .inc();
+    }
+
+    /// Counts one request to a secret source. `operation` is e.g. `read`, `login`;
+    /// `result` e.g. `ok`, `not_found`, `denied`, `error` (never the secret path).
+    pub fn source_request(&self, source: &str, operation: &str, result: &str) {
+        self.source_requests
+            .get_or_create(&SourceRequestLabels {
+                source: label(source),
+                operation: label(operation),
+                result: label(result),
+            })
+            .inc();
+    }
+
+    /// Counts one HTTP request to a portal. `status` is the HTTP status code, or a word
+    /// such as `timeout` / `error` when no response came.
+    pub fn portal_request(&self, portal: &str, method: &str, status: &str) {
+        self.portal_requests
+            .get_or_create(&PortalRequestLabels {
+                portal: label(portal),
+                method: label(method),
+                status: label(status),
+            })
+            .inc();
+    }
+
+    /// Sets `authsync_out_of_sync{portal,service}` to 1 (`out`) or 0. Set it after every
+    /// attempt, so an alert on `== 1` fires only while the problem lasts.
+    pub fn out_of_sync(&self, portal: &str, service: &str, out: bool) {
+        self.out_of_sync
+            .get_or_create(&service_labels(portal, service))
+            .set(i64::from(out));
+    }
+
+    /// Drops the `authsync_out_of_sync` series of a (portal, service) no longer mapped
+    /// (after a config reload), so a stale 1 cannot keep an alert firing forever.
+    pub fn forget_service(&self, portal: &str, service: &str) {
+        self.out_of_sync.remove(&service_labels(portal, service));
+    }
+
+    /// Drops the `authsync_last_success_timestamp_seconds` series of a portal removed
+    /// from the config, so a staleness alert does not fire for a portal that is gone.
+    /// Call [`Metrics::forget_service`] for its services as well.
+    pub fn forget_portal(&self, portal: &str) {
+        self.last_success.remove(&PortalLabels {
+            portal: label(portal),
+        });
+    }
+
+    /// Records when the portal was last left fully in sync (Unix seconds).
+    pub fn last_success(&self, portal: &str, unix_seconds: f64) {
+        self.last_success
+            .get_or_create(&PortalLabels {
+                portal: label(portal),
+            })
+            .set(unix_seconds);
+    }
+
+    /// Counts a config reload (`result`: `ok` or `failed`).
+    pub fn config_reload(&self, result: &str) {
+        self.config_reloads
+            .get_or_create(&ResultLabels {
+                result: label(result),
+            })
+            .inc();
+    }
+
+    /// Counts an incident where a portal rejected the keys ("Bad keys") and wiped the
+    /// service: users lose that integration until someone fixes the source.
+    pub fn bad_keys(&self, portal: &str, service: &str) {
+        self.bad_keys
+            .get_or_create(&service_labels(portal, service))
+            .inc();
+    }
+
+    /// The whole exposition in OpenMetrics text, ending in `# EOF`; serve it as
+    /// [`CONTENT_TYPE`].
+    ///
+    /// Encoding into a `String` cannot fail for these metric types; should it ever, the
+    /// error is logged and the output lacks `# EOF`, so the scraper rejects the partial
+    /// scrape instead of recording half of it.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(err) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %err, "cannot encode metrics");
+        }
+        out
+    }
+
+    /// Reads one sample as exposed by [`Metrics::render`] (for tests and diagnostics).
+    ///
+    /// `name` is the sample name exactly as it appears in `/metrics`, suffixes included:
+    /// `authsync_sync_runs_total`, `authsync_out_of_sync`,
+    /// `authsync_last_success_timestamp_seconds`, `authsync_sync_duration_seconds_count`,
+    /// `authsync_sync_duration_seconds_bucket` (with an `le` label), …
+    /// `labels` must be the sample's complete label set, in any order. `None` when no
+    /// such sample exists (e.g. a counter never incremented for those labels).
+    pub fn counter_value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let mut want: Vec<(String, String)> = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), label(v)))
+            .collect();
+        want.sort();
+        self.render().lines().find_map(|line| {
+            let (series, value) = parse_sample(line)?;
+            let (sample_name, mut got) = series;
+            if sample_name != name {
+                return None;
+            }
+            got.sort();
+            (got == want).then(|| value.parse().ok()).flatten()
+        })
+    }
+}
+
+fn service_labels(portal: &str, service: &str) -> ServiceLabels {
+    ServiceLabels {
+        portal: label(portal),
+        service: label(service),
+    }
+}
+
+/// Escapes a label value for the text exposition. `prometheus-client` 0.24 writes label
+/// values verbatim, so a `"`, `\` or newline in a name would corrupt the whole scrape.
+fn label(value: &str) -> String {
+    if !value.contains(['\\', '"', '\n']) {
+        return value.to_owned();
+    }
+    let mut out = String::with_capacity(value.len() + 2);
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A sample's name and its labels (values still escaped).
+type Series = (String, Vec<(String, String)>);
+
+/// Splits a sample line `name{k="v",…} value` into its parts; `None` for comments and
+/// anything malformed. Label values are kept in their escaped form.
+fn parse_sample(line: &str) -> Option<(Series, &str)> {
+    if line.starts_with('#') {
+        return None;
+    }
+    let (series, value) = line.rsplit_once(' ')?;
+    let Some(open) = series.find('{') else {
+        return Some(((series.to_owned(), Vec::new()), value));
+    };
+    let name = series[..open].to_owned();
+    let body = series[open + 1..].strip_suffix('}')?;
+    let mut labels = Vec::new();
+    let mut rest = body;
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once("=\"")?;
+        let mut end = None;
+        let mut escaped = false;
+        for (i, c) in after.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => {
+                    end = Some(i);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let end = end?;
+        labels.push((key.to_owned(), after[..end].to_owned()));
+        rest = after[end + 1..]
+            .strip_prefix(',')
+            .unwrap_or(&after[end + 1..]);
+    }
+    Some(((name, labels), value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records one of everything into a fresh instance.
+    fn recorded() -> Metrics {
+        let m = Metrics::new();
+        m.sync_run("ok", Duration::from_millis(300));
+        m.push("prod", "google", "ok");
+        m.drift_correction("prod", "google");
+        m.source_request("vault", "read", "ok");
+        m.portal_request("prod", "POST", "200");
+        m.out_of_sync("prod", "s3", true);
+        m.last_success("prod", 1_700_000_000.0);
+        m.config_reload("ok");
+        m.bad_keys("prod", "s3");
+        m
+    }
+
+    /// Sample names (before `{` or the value) and metadata names present in `text`.
+    fn sample_names(text: &str) -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split([' ', '{']).next())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn contract_names_are_exact() {
+        let text = recorded().render();
+        let names = sample_names(&text);
+        for expected in [
+            "authsync_sync_runs_total",
+            "authsync_sync_duration_seconds_bucket",
+            "authsync_sync_duration_seconds_sum",
+            "authsync_sync_duration_seconds_count",
+            "authsync_pushes_total",
+            "authsync_drift_corrections_total",
+            "authsync_source_requests_total",
+            "authsync_portal_requests_total",
+            "authsync_out_of_sync",
+            "authsync_last_success_timestamp_seconds",
+            "authsync_config_reloads_total",
+            "authsync_build_info",
+            "authsync_bad_keys_total",
+        ] {
+            assert!(
+                names.iter().any(|n| n == expected),
+                "{expected} missing from:\n{text}"
+            );
+        }
+        // Nothing doubled up by the encoder's suffix handling.
+        for n in &names {
+            assert!(!n.contains("_total_total"), "{n}");
+            assert!(!n.contains("_seconds_seconds"), "{n}");
+            assert!(n.starts_with("authsync_"), "{n}");
+        }
+        for family in [
+            "# TYPE authsync_sync_runs counter",
+            "# TYPE authsync_sync_duration_seconds histogram",
+            "# TYPE authsync_out_of_sync gauge",
+            "# TYPE authsync_last_success_timestamp_seconds gauge",
+            "# TYPE authsync_build_info gauge",
+        ] {
+            assert!(text.lines().any(|l| l == family), "{family} in:\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn labels_are_exactly_the_contract_ones() {
+        let text = recorded().render();
+        for expected in [
+            "authsync_sync_runs_total{result=\"ok\"} 1".into(),
+            "authsync_pushes_total{portal=\"prod\",service=\"google\",result=\"ok\"} 1".into(),
+            "authsync_drift_corrections_total{portal=\"prod\",service=\"google\"} 1".into(),
+            "authsync_source_requests_total{source=\"vault\",operation=\"read\",result=\"ok\"} 1"
+                .into(),
+            "authsync_portal_requests_total{portal=\"prod\",method=\"POST\",status=\"200\"} 1"
+                .into(),
+            "authsync_out_of_sync{portal=\"prod\",service=\"s3\"} 1".into(),
+            "authsync_config_reloads_total{result=\"ok\"} 1".into(),
+            "authsync_bad_keys_total{portal=\"prod\",service=\"s3\"} 1".into(),
+            format!(
+                "authsync_build_info{{version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            ),
+        ] {
+            assert!(
+                text.lines().any(|l| l == expected),
+                "{expected} in:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn counter_value_reads_samples() {
+        let m = recorded();
+        let v = |name: &str, labels: &[(&str, &str)]| m.counter_value(name, labels);
+        assert_eq!(
+            v("authsync_sync_runs_total", &[("result", "ok")]),
+            Some(1.0)
+        );
+        assert_eq!(v("authsync_sync_runs_total", &[("result", "failed")]), None);
+        assert_eq!(
+            v(
+                "authsync_pushes_total",
+                &[("result", "ok"), ("service", "google"), ("portal", "prod")]
+            ),
+            Some(1.0)
+        );
+        // An incomplete label set does not match.
+        assert_eq!(v("authsync_pushes_total", &[("portal", "prod")]), None);
+        assert_eq!(
+            v(
+                "authsync_last_success_timestamp_seconds",
+                &[("portal", "prod")]
+            ),
+            Some(1_700_000_000.0)
+        );
+        assert_eq!(v("authsync_sync_duration_seconds_count", &[]), Some(1.0));
+        assert_eq!(
+            v("authsync_sync_duration_seconds_bucket", &[("le", "0.5")]),
+            Some(1.0)
+        );
+        assert_eq!(
+            v("authsync_sync_duration_seconds_bucket", &[("le", "0.25")]),
+            Some(0.0)
+        );
+        assert_eq!(
+            v("authsync_sync_duration_seconds_bucket", &[("le", "+Inf")]),
+            Some(1.0)
+        );
+        m.sync_run("ok", Duration::from_secs(200));
+        assert_eq!(
+            v("authsync_sync_runs_total", &[("result", "ok")]),
+            Some(2.0)
+        );
+        assert_eq!(
+            v("authsync_sync_duration_seconds_bucket", &[("le", "120.0")]),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn out_of_sync_flips_and_forget_removes_it() {
+        let m = Metrics::new();
+        let key = [("portal", "prod"), ("service", "s3")];
+        m.out_of_sync("prod", "s3", true);
+        assert_eq!(m.counter_value("authsync_out_of_sync", &key), Some(1.0));
+        m.out_of_sync("prod", "s3", false);
+        assert_eq!(m.counter_value("authsync_out_of_sync", &key), Some(0.0));
+        m.out_of_sync("prod", "s3", true);
+        m.forget_service("prod", "s3");
+        assert_eq!(m.counter_value("authsync_out_of_sync", &key), None);
+        m.last_success("prod", 5.0);
+        m.forget_portal("prod");
+        assert_eq!(
+            m.counter_value(
+                "authsync_last_success_timestamp_seconds",
+                &[("portal", "prod")]
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn awkward_label_values_are_escaped() {
+        let m = Metrics::new();
+        m.push("we\"ird\\por\ntal", "google", "ok");
+        let text = m.render();
+        assert!(
+            text.contains(r#"portal="we\"ird\\por\ntal""#),
+            "escaped in:\n{text}"
+        );
+        // Every sample still parses, so the scrape as a whole stays valid.
+        for l in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(parse_sample(l).is_some(), "{l}");
+        }
+        assert_eq!(
+            m.counter_value(
+                "authsync_pushes_total",
+                &[
+                    ("portal", "we\"ird\\por\ntal"),
+                    ("service", "google"),
+                    ("result", "ok")
+                ]
+            ),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn global_instance_is_shared() {
+        let before = metrics()
+            .counter_value("authsync_config_reloads_total", &[("result", "failed")])
+            .unwrap_or(0.0);
+        metrics().config_reload("failed");
+        let after = metrics()
+            .counter_value("authsync_config_reloads_total", &[("result", "failed")])
+            .unwrap_or(0.0);
+        assert!(after >= before + 1.0);
+        assert!(std::ptr::eq(metrics(), metrics()));
+    }
+}

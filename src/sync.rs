@@ -1,123 +1,73 @@
-//! One cycle: resolve secrets → read each portal → plan → push what differs → read back.
+//! One cycle: resolve secrets → read each portal → plan → push what differs → read back
+//! → record state.
 //!
 //! Portals are worked on concurrently (bounded by `concurrency`), each with its own
 //! timeouts and retries, so one failing portal never stops or delays the others. A
 //! service is pushed only when every one of its props resolved (guarantee 1), only the
-//! differing props are sent (2), and every push is verified by a read-back (3).
+//! differing props are sent (2), and every push is verified by a read-back (3). With
+//! `drift = "ignore"`, a portal is not even read unless a source value changed since
+//! the push recorded in the state file.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 
-use crate::config::Config;
+use crate::config::{Config, Drift};
 use crate::fingerprint::Fingerprinter;
 use crate::mapping::{self, Filter};
-use crate::plan::{self, PropChange};
+use crate::metrics::metrics;
+use crate::plan;
 use crate::portal::{PortalClient, PortalError, PortalService};
-use crate::resolve::{self, Desired};
+use crate::report::{CycleReport, Outcome, PortalReport, ServiceReport};
+use crate::resolve::{self, Desired, Freshness, SecretCache};
 use crate::secret::{ExposeSecret, SecretString};
 use crate::sources::Sources;
+use crate::state::{ServiceState, State};
 
 /// Whether a cycle only looks or also writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Read sources and portals, compute the changes, send nothing.
     Plan,
-    /// Also push the changes and verify them.
+    /// Also push the changes, verify them and record state.
     Apply,
 }
 
-/// What happened to one service on one portal.
-#[derive(Debug, Clone)]
-pub enum Outcome {
-    /// Portal already holds the desired values.
-    InSync,
-    /// Changes found (plan mode).
-    Pending(Vec<PropChange>),
-    /// Changes pushed and verified.
-    Pushed(Vec<PropChange>),
-    /// Not every prop resolved; nothing was sent for this service.
-    Skipped(Vec<String>),
-    /// Could not be planned or pushed.
-    Failed {
-        changes: Vec<PropChange>,
-        error: String,
-        rejected: bool,
-        bad_keys: bool,
-    },
+/// How to run one cycle.
+#[derive(Debug, Clone, Copy)]
+pub struct CycleOptions {
+    pub mode: Mode,
+    pub freshness: Freshness,
+    /// Skip portals that are backed off after repeated failures (scheduled cycles).
+    pub respect_backoff: bool,
 }
 
-impl Outcome {
-    pub fn is_error(&self) -> bool {
-        matches!(self, Outcome::Skipped(_) | Outcome::Failed { .. })
+impl CycleOptions {
+    /// A one-shot command: fresh reads, no backoff.
+    pub fn once(mode: Mode) -> CycleOptions {
+        CycleOptions {
+            mode,
+            freshness: Freshness::Fresh,
+            respect_backoff: false,
+        }
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct ServiceReport {
-    pub service: String,
-    pub outcome: Outcome,
-    /// `source:path` → version of what was used.
-    pub versions: BTreeMap<String, String>,
+/// Consecutive failures of one portal and when it may be tried again.
+#[derive(Debug, Clone, Copy)]
+struct Health {
+    failures: u32,
+    next_try: Instant,
 }
 
-#[derive(Debug, Clone)]
-pub struct PortalReport {
-    pub portal: String,
-    /// The portal could not be read at all (every service unsynced).
-    pub error: Option<String>,
-    pub services: Vec<ServiceReport>,
-}
+/// Longest a failing portal is left alone between attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
+const BASE_BACKOFF: Duration = Duration::from_secs(15);
 
-impl PortalReport {
-    pub fn is_ok(&self) -> bool {
-        self.error.is_none() && !self.services.iter().any(|s| s.outcome.is_error())
-    }
-}
-
-/// Everything one cycle did.
-#[derive(Debug, Clone)]
-pub struct CycleReport {
-    pub portals: Vec<PortalReport>,
-    /// Secret reads sent to stores.
-    pub reads: usize,
-    pub duration: Duration,
-}
-
-impl CycleReport {
-    pub fn is_ok(&self) -> bool {
-        self.portals.iter().all(PortalReport::is_ok)
-    }
-
-    pub fn services(&self) -> impl Iterator<Item = (&str, &ServiceReport)> {
-        self.portals
-            .iter()
-            .flat_map(|p| p.services.iter().map(move |s| (p.portal.as_str(), s)))
-    }
-
-    pub fn pending(&self) -> usize {
-        self.services()
-            .filter(|(_, s)| matches!(s.outcome, Outcome::Pending(_)))
-            .count()
-    }
-
-    pub fn pushed(&self) -> usize {
-        self.services()
-            .filter(|(_, s)| matches!(s.outcome, Outcome::Pushed(_)))
-            .count()
-    }
-
-    pub fn failed(&self) -> usize {
-        self.services()
-            .filter(|(_, s)| s.outcome.is_error())
-            .count()
-            + self.portals.iter().filter(|p| p.error.is_some()).count()
-    }
-}
-
-/// Long-lived pieces a cycle needs: the config, connected sources, portal clients.
+/// Long-lived pieces a cycle needs: the config, connected sources, portal clients,
+/// the secret cache and per-portal health.
 pub struct Engine {
     pub config: Arc<Config>,
     pub sources: Sources,
@@ -125,6 +75,8 @@ pub struct Engine {
     pub fingerprints: Fingerprinter,
     /// Problems met while building the engine (reported by every cycle).
     pub setup_errors: Vec<(String, String)>,
+    cache: SecretCache,
+    health: Mutex<HashMap<String, Health>>,
 }
 
 impl Engine {
@@ -158,79 +110,151 @@ impl Engine {
             portals,
             fingerprints,
             setup_errors,
+            cache: SecretCache::default(),
+            health: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Runs one cycle over the targets `filter` selects.
-    pub async fn cycle(&self, filter: &Filter, mode: Mode) -> CycleReport {
+    /// Runs one cycle over the targets `filter` selects. In [`Mode::Apply`] the outcome
+    /// is recorded in `state` (the caller saves it).
+    pub async fn cycle(
+        &self,
+        filter: &Filter,
+        opts: CycleOptions,
+        state: &mut State,
+    ) -> CycleReport {
         let started = Instant::now();
         let targets = mapping::targets(&self.config, filter);
-        let resolution = resolve::resolve(&targets, &self.sources).await;
+        let resolution =
+            resolve::resolve(&targets, &self.sources, &self.cache, opts.freshness).await;
 
-        // Group the desired values per portal, keeping the config's order.
+        // Group per portal, keeping the config's order.
         let mut per_portal: BTreeMap<String, Vec<Desired>> = BTreeMap::new();
         for d in resolution.desired {
             per_portal.entry(d.portal.clone()).or_default().push(d);
         }
         let concurrency = self.config.sync.concurrency.max(1);
+        let snapshot: &State = state;
         let mut portals: Vec<PortalReport> = stream::iter(per_portal)
-            .map(|(portal, desired)| self.portal_cycle(portal, desired, mode))
+            .map(|(portal, desired)| self.portal_cycle(portal, desired, opts, snapshot))
             .buffer_unordered(concurrency)
             .collect()
             .await;
         portals.sort_by(|a, b| a.portal.cmp(&b.portal));
         let report = CycleReport {
             portals,
-            reads: resolution.reads,
+            value_reads: resolution.value_reads,
+            cache_hits: resolution.cache_hits,
             duration: started.elapsed(),
         };
+        if opts.mode == Mode::Apply {
+            self.record(
+                &report,
+                state,
+                filter.portals.is_empty() && filter.services.is_empty(),
+            );
+        }
         tracing::info!(
             portals = report.portals.len(),
             pushed = report.pushed(),
             pending = report.pending(),
             failed = report.failed(),
-            secret_reads = report.reads,
+            value_reads = report.value_reads,
+            cache_hits = report.cache_hits,
             duration_ms = report.duration.as_millis() as u64,
-            result = if report.is_ok() { "ok" } else { "partial" },
+            result = report.result(),
             "cycle finished"
         );
         report
+    }
+
+    fn service_report(&self, d: &Desired, outcome: Outcome) -> ServiceReport {
+        ServiceReport {
+            service: d.service.clone(),
+            outcome,
+            versions: d.versions.clone(),
+            fingerprints: d
+                .values
+                .as_ref()
+                .map(|v| self.fingerprint(v))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Fingerprints of a target's desired values.
+    fn fingerprint(&self, values: &BTreeMap<String, SecretString>) -> BTreeMap<String, String> {
+        values
+            .iter()
+            .map(|(k, v)| (k.clone(), self.fingerprints.of(v)))
+            .collect()
     }
 
     async fn portal_cycle(
         &self,
         portal: String,
         desired: Vec<Desired>,
-        mode: Mode,
+        opts: CycleOptions,
+        state: &State,
     ) -> PortalReport {
-        let Some(client) = self.portals.get(&portal) else {
+        if opts.respect_backoff {
+            if let Some(wait) = self.backoff_left(&portal) {
+                let error = format!(
+                    "backed off after repeated failures; next attempt in {}s",
+                    wait.as_secs()
+                );
+                return PortalReport {
+                    portal,
+                    error: Some(error),
+                    services: desired_reports(&desired),
+                };
+            }
+        }
+        let Some(client) = self.portals.get(&portal).cloned() else {
             return PortalReport {
                 portal,
                 error: Some("portal client could not be built".into()),
-                services: vec![],
+                services: desired_reports(&desired),
             };
         };
+
+        // drift = "ignore": services whose values match the last confirmed push need no
+        // portal request at all.
+        let mut services = Vec::new();
+        let mut to_check = Vec::new();
+        for d in desired {
+            let unchanged = self.config.sync.drift == Drift::Ignore
+                && matches!(&d.values, Ok(v) if confirmed(state, &portal, &d.service).is_some_and(|c| *c == self.fingerprint(v)));
+            if unchanged {
+                services.push(self.service_report(&d, Outcome::InSync));
+            } else {
+                to_check.push(d);
+            }
+        }
+        if to_check.is_empty() {
+            return PortalReport {
+                portal,
+                error: None,
+                services,
+            };
+        }
+
         let actual = match client.services().await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(portal = %portal, error = %e, "cannot read the portal's services; skipping this portal");
+                services.extend(desired_reports(&to_check));
                 return PortalReport {
                     portal,
                     error: Some(e.to_string()),
-                    services: vec![],
+                    services,
                 };
             }
         };
 
-        let mut services = Vec::new();
         let mut to_push: Vec<(usize, plan::ServicePlan, BTreeMap<String, SecretString>)> =
             Vec::new();
-        for d in desired {
-            let report = |outcome| ServiceReport {
-                service: d.service.clone(),
-                outcome,
-                versions: d.versions.clone(),
-            };
+        for d in to_check {
+            let report = |outcome| self.service_report(&d, outcome);
             let values = match &d.values {
                 Ok(v) => v,
                 Err(problems) => {
@@ -252,7 +276,9 @@ impl Engine {
                     }));
                 }
                 Ok(p) if p.changes.is_empty() => services.push(report(Outcome::InSync)),
-                Ok(p) if mode == Mode::Plan => services.push(report(Outcome::Pending(p.changes))),
+                Ok(p) if opts.mode == Mode::Plan => {
+                    services.push(report(Outcome::Pending(p.changes)))
+                }
                 Ok(p) => {
                     services.push(report(Outcome::Pending(p.changes.clone())));
                     to_push.push((services.len() - 1, p, values.clone()));
@@ -264,15 +290,23 @@ impl Engine {
         for (idx, p, values) in to_push {
             let service = services[idx].service.clone();
             let props: Vec<&str> = p.changes.iter().map(|c| c.prop.as_str()).collect();
+            // A push while the sources still match the last confirmed values means the
+            // portal was edited behind our back: a drift correction.
+            let drift = confirmed(state, &portal, &service)
+                .is_some_and(|c| *c == self.fingerprint(&values));
             match client.set(&service, &p.payload).await {
                 Ok(changed) => {
-                    tracing::info!(portal = %portal, service = %service, props = %props.join(","), portal_reported_change = changed, "pushed");
+                    tracing::info!(portal = %portal, service = %service, props = %props.join(","), drift_correction = drift, portal_reported_change = changed, "pushed");
+                    if drift {
+                        metrics().drift_correction(&portal, &service);
+                    }
                     services[idx].outcome = Outcome::Pushed(p.changes);
                     pushed.push((idx, values));
                 }
                 Err(e) => {
                     let bad_keys = matches!(e, PortalError::BadKeys);
                     if bad_keys {
+                        metrics().bad_keys(&portal, &service);
                         tracing::error!(portal = %portal, service = %service, props = %props.join(","), error = %e, "INCIDENT: the portal rejected the keys and cleared the service");
                     } else {
                         tracing::error!(portal = %portal, service = %service, props = %props.join(","), error = %e, "push failed");
@@ -288,7 +322,7 @@ impl Engine {
         }
 
         if !pushed.is_empty() {
-            self.verify(client, &portal, &mut services, pushed).await;
+            self.verify(&client, &portal, &mut services, pushed).await;
         }
         PortalReport {
             portal,
@@ -328,6 +362,150 @@ impl Engine {
             }
         }
     }
+
+    /// Time left before a backed-off portal may be tried again.
+    fn backoff_left(&self, portal: &str) -> Option<Duration> {
+        let health = self.health.lock().ok()?;
+        let h = health.get(portal)?;
+        h.next_try
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+    }
+
+    /// Records the cycle: state entries, metrics, per-portal health.
+    fn record(&self, report: &CycleReport, state: &mut State, full: bool) {
+        let now = chrono::Utc::now().timestamp();
+        for p in &report.portals {
+            let backed_off = p
+                .error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("backed off"));
+            let entry = state.portals.entry(p.portal.clone()).or_default();
+            for s in &p.services {
+                let slot = entry.services.entry(s.service.clone()).or_default();
+                let (result, error) = match (&p.error, &s.outcome) {
+                    (Some(e), _) => ("failed", Some(e.clone())),
+                    (None, Outcome::InSync) | (None, Outcome::Pushed(_)) => ("ok", None),
+                    (None, Outcome::Pending(_)) => ("pending", None),
+                    (None, Outcome::Skipped(problems)) => ("skipped", Some(problems.join("; "))),
+                    (
+                        None,
+                        Outcome::Failed {
+                            rejected: true,
+                            error,
+                            ..
+                        },
+                    ) => ("rejected", Some(error.clone())),
+                    (None, Outcome::Failed { error, .. }) => ("failed", Some(error.clone())),
+                };
+                let mut next = ServiceState {
+                    confirmed: slot.confirmed.clone(),
+                    versions: slot.versions.clone(),
+                    last_attempt: now,
+                    result: result.to_string(),
+                    error,
+                };
+                match result {
+                    "ok" => {
+                        next.confirmed = s.fingerprints.clone();
+                        next.versions = s.versions.clone();
+                    }
+                    // Skipped: nothing was sent, the portal keeps what it had.
+                    "skipped" => {}
+                    // Unknown portal state after a failure: compare afresh next time.
+                    _ => next.confirmed.clear(),
+                }
+                *slot = next;
+                let push_result = match &s.outcome {
+                    Outcome::Pushed(_) => Some("ok"),
+                    Outcome::Failed { rejected: true, .. } => Some("rejected"),
+                    Outcome::Failed { changes, .. } if !changes.is_empty() => Some("error"),
+                    _ => None,
+                };
+                if let Some(r) = push_result {
+                    metrics().push(&p.portal, &s.service, r);
+                }
+                metrics().out_of_sync(&p.portal, &s.service, result != "ok");
+            }
+            if p.is_ok() {
+                entry.last_success = Some(now);
+                metrics().last_success(&p.portal, now as f64);
+            }
+            if !backed_off {
+                self.note_health(&p.portal, p.error.is_none());
+            }
+        }
+        if full {
+            // Forget portals and services no longer in the config.
+            let config = &self.config;
+            state
+                .portals
+                .retain(|name, _| config.portals.contains_key(name));
+            for (name, ps) in state.portals.iter_mut() {
+                ps.services.retain(|svc, _| {
+                    config
+                        .maps
+                        .iter()
+                        .any(|m| &m.service == svc && m.applies_to(name))
+                });
+            }
+        }
+    }
+
+    fn note_health(&self, portal: &str, ok: bool) {
+        let Ok(mut health) = self.health.lock() else {
+            return;
+        };
+        if ok {
+            health.remove(portal);
+            return;
+        }
+        let h = health.entry(portal.to_string()).or_insert(Health {
+            failures: 0,
+            next_try: Instant::now(),
+        });
+        h.failures += 1;
+        let wait = BASE_BACKOFF
+            .saturating_mul(2u32.saturating_pow(h.failures.saturating_sub(1).min(10)))
+            .min(MAX_BACKOFF);
+        h.next_try = Instant::now() + wait;
+        tracing::warn!(portal = %portal, failures = h.failures, retry_in_s = wait.as_secs(), "portal failing; backing off");
+    }
+
+    /// Drops cached secret values (after a config reload).
+    pub fn clear_cache(&self) {
+        self.cache.clear();
+    }
+}
+
+/// The confirmed fingerprints recorded for a service, if its last attempt succeeded.
+fn confirmed<'a>(
+    state: &'a State,
+    portal: &str,
+    service: &str,
+) -> Option<&'a BTreeMap<String, String>> {
+    state
+        .service(portal, service)
+        .filter(|s| s.result == "ok" && !s.confirmed.is_empty())
+        .map(|s| &s.confirmed)
+}
+
+/// Placeholder reports for targets of a portal that could not be worked on.
+fn desired_reports(desired: &[Desired]) -> Vec<ServiceReport> {
+    desired
+        .iter()
+        .map(|d| ServiceReport {
+            service: d.service.clone(),
+            outcome: Outcome::Failed {
+                changes: vec![],
+                error: "portal unavailable".into(),
+                rejected: false,
+                bad_keys: false,
+            },
+            versions: d.versions.clone(),
+            fingerprints: BTreeMap::new(),
+        })
+        .collect()
 }
 
 /// The first prop whose read-back value differs from what was pushed.

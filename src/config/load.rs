@@ -392,10 +392,15 @@ impl<'a> Cx<'a> {
             );
         }
         if let Some(cron) = &sync.schedule {
-            let fields = cron.split_whitespace().count();
-            if fields != 6 {
+            let parsed = croner::parser::CronParser::builder()
+                .seconds(croner::parser::Seconds::Required)
+                .dom_and_dow(true)
+                .build()
+                .parse(cron);
+            if let Err(e) = parsed {
                 let span = self.find_key_span("schedule");
-                self.error(span, format!("[sync]: schedule `{cron}` has {fields} fields; authsync expects 6 (sec min hour day month weekday), e.g. \"0 */5 * * * *\""));
+                let fields = cron.split_whitespace().count();
+                self.error(span, format!("[sync]: schedule `{cron}` is not a valid cron expression ({e}); authsync expects 6 fields (sec min hour day month weekday, UTC), e.g. \"0 */5 * * * *\" — it has {fields}"));
             }
         }
         if sync.interval.is_some_and(|d| d.is_zero()) {

@@ -18,6 +18,7 @@ use tokio::sync::Mutex;
 pub use error::PortalError;
 
 use crate::config::{PortalAuth, PortalConfig};
+use crate::metrics::metrics;
 use crate::secret::{ExposeSecret, SecretString};
 
 /// Longest value a DocSpace portal (v3.7.1+) stores in one prop.
@@ -264,8 +265,21 @@ impl PortalClient {
         if let Some(body) = body {
             req = req.json(body);
         }
-        let resp = req.send().await.map_err(|e| self.transport_error(&e))?;
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                let err = self.transport_error(&e);
+                let label = if matches!(err, PortalError::Timeout(_)) {
+                    "timeout"
+                } else {
+                    "error"
+                };
+                metrics().portal_request(&self.name, method.as_str(), label);
+                return Err(err);
+            }
+        };
         let status = resp.status();
+        metrics().portal_request(&self.name, method.as_str(), status.as_str());
         let retry_after = resp
             .headers()
             .get(RETRY_AFTER)

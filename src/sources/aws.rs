@@ -5,6 +5,8 @@
 //! or ARN; `#KEY` selects a field of a JSON SecretString. A SecretBinary is used when it
 //! is UTF-8 text and refused otherwise, since portal props are text.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,7 +16,10 @@ use aws_config::{BehaviorVersion, Region};
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::Client;
 
-use super::{Content, Secret, Source, SourceError};
+use aws_sdk_secretsmanager::types::Filter;
+use aws_sdk_secretsmanager::types::FilterNameStringType;
+
+use super::{metrics, Content, Secret, Source, SourceError};
 use crate::config::AwsSourceConfig;
 use crate::secret::SecretString;
 
@@ -22,7 +27,16 @@ use crate::secret::SecretString;
 pub struct AwsSource {
     name: String,
     client: Client,
+    /// Set once BatchGetSecretValue is refused (older IAM policies grant only
+    /// GetSecretValue): later reads go one by one.
+    no_batch: AtomicBool,
 }
+
+/// AWS limits: ListSecrets pages hold at most 100 entries, a name filter at most 10
+/// values, BatchGetSecretValue at most 20 ids.
+const LIST_PAGE: i32 = 100;
+const FILTER_VALUES: usize = 10;
+const BATCH: usize = 20;
 
 impl AwsSource {
     /// Loads the SDK configuration. Nothing is sent until the first read.
@@ -61,6 +75,7 @@ impl AwsSource {
         AwsSource {
             name: name.to_string(),
             client: Client::from_conf(conf.build()),
+            no_batch: AtomicBool::new(false),
         }
     }
 }
@@ -79,37 +94,224 @@ impl Source for AwsSource {
             .secret_id(path)
             .send()
             .await
-            .map_err(map_error)?;
-        let version = out.version_id().map(str::to_string);
-        let text = if let Some(s) = out.secret_string() {
-            SecretString::from(s.to_string())
-        } else if let Some(blob) = out.secret_binary() {
-            let text = std::str::from_utf8(blob.as_ref()).map_err(|_| {
-                SourceError::Invalid(
-                    "the secret is a SecretBinary that is not UTF-8 text; portal props are text: store it as a SecretString (base64 if need be)".into(),
-                )
-            })?;
-            SecretString::from(text.to_string())
-        } else {
-            return Err(SourceError::Invalid(
-                "the secret's current version has no value".into(),
-            ));
-        };
-        Ok(Secret {
-            version,
-            content: Content::Text(text),
-        })
+            .map_err(map_error);
+        metrics::source_request(&self.name, "GetSecretValue", &out);
+        let out = out?;
+        to_secret(
+            out.version_id(),
+            out.secret_string(),
+            out.secret_binary().map(|b| b.as_ref()),
+        )
+    }
+
+    /// Versions from ListSecrets (`SecretVersionsToStages`, the AWSCURRENT one), filtered
+    /// by name prefixes so the listing stays close to what is referenced. ListSecrets is
+    /// eventually consistent: callers read values on first cycles and triggers anyway.
+    async fn versions(
+        &self,
+        paths: &[String],
+    ) -> HashMap<String, Result<Option<String>, SourceError>> {
+        let mut out: HashMap<String, Result<Option<String>, SourceError>> =
+            paths.iter().map(|p| (p.clone(), Ok(None))).collect();
+        let names: Vec<&str> = paths
+            .iter()
+            .map(String::as_str)
+            .filter(|p| !p.starts_with("arn:"))
+            .collect();
+        let prefixes = name_prefixes(&names, FILTER_VALUES);
+        let mut req = self.client.list_secrets().max_results(LIST_PAGE);
+        if !prefixes.is_empty() {
+            req = req.filters(
+                Filter::builder()
+                    .key(FilterNameStringType::Name)
+                    .set_values(Some(prefixes))
+                    .build(),
+            );
+        }
+        let mut pages = req.into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(map_error);
+            metrics::source_request(&self.name, "ListSecrets", &page);
+            let page = match page {
+                Ok(p) => p,
+                Err(e) => {
+                    let msg = e.to_string();
+                    for v in out.values_mut() {
+                        *v = Err(SourceError::Unavailable(msg.clone()));
+                    }
+                    return out;
+                }
+            };
+            for entry in page.secret_list() {
+                let current = entry.secret_versions_to_stages().and_then(|m| {
+                    m.iter()
+                        .find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT"))
+                        .map(|(v, _)| v.clone())
+                });
+                for id in [entry.name(), entry.arn()].into_iter().flatten() {
+                    if let Some(slot) = out.get_mut(id) {
+                        *slot = Ok(current.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// BatchGetSecretValue, 20 ids a call; falls back to GetSecretValue one by one when
+    /// the batch call is not allowed.
+    async fn read_many(&self, paths: &[String]) -> HashMap<String, Result<Secret, SourceError>> {
+        let mut out = HashMap::new();
+        for chunk in paths.chunks(BATCH) {
+            if self.no_batch.load(Ordering::Relaxed) || chunk.len() == 1 {
+                for p in chunk {
+                    out.insert(p.clone(), self.read(p).await);
+                }
+                continue;
+            }
+            let resp = self
+                .client
+                .batch_get_secret_value()
+                .set_secret_id_list(Some(chunk.to_vec()))
+                .send()
+                .await;
+            let resp = resp.map_err(map_error);
+            metrics::source_request(&self.name, "BatchGetSecretValue", &resp);
+            let resp = match resp {
+                Ok(r) => r,
+                Err(SourceError::Denied(why)) => {
+                    tracing::warn!(source = %self.name, reason = %why, "BatchGetSecretValue refused; reading secrets one by one (grant secretsmanager:BatchGetSecretValue to save requests)");
+                    self.no_batch.store(true, Ordering::Relaxed);
+                    for p in chunk {
+                        out.insert(p.clone(), self.read(p).await);
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    for p in chunk {
+                        out.insert(p.clone(), Err(SourceError::Unavailable(msg.clone())));
+                    }
+                    continue;
+                }
+            };
+            for v in resp.secret_values() {
+                let secret = to_secret(
+                    v.version_id(),
+                    v.secret_string(),
+                    v.secret_binary().map(|b| b.as_ref()),
+                );
+                if let Some(id) = chunk
+                    .iter()
+                    .find(|id| Some(id.as_str()) == v.name() || Some(id.as_str()) == v.arn())
+                {
+                    out.insert(id.clone(), secret);
+                }
+            }
+            for e in resp.errors() {
+                let Some(id) = e.secret_id() else { continue };
+                let code = e.error_code().unwrap_or("Unknown");
+                let message: String = e.message().unwrap_or("").chars().take(300).collect();
+                let err = match code {
+                    "ResourceNotFoundException" => SourceError::NotFound,
+                    "AccessDeniedException" | "DecryptionFailure" => {
+                        SourceError::Denied(format!("{code}: {message}"))
+                    }
+                    _ => SourceError::Invalid(format!("{code}: {message}")),
+                };
+                if let Some(req_id) = chunk.iter().find(|c| c.as_str() == id) {
+                    out.insert(req_id.clone(), Err(err));
+                }
+            }
+            for p in chunk {
+                out.entry(p.clone()).or_insert(Err(SourceError::NotFound));
+            }
+        }
+        out
     }
 
     async fn authenticate(&self) -> Result<(), SourceError> {
-        self.client
+        let r = self
+            .client
             .list_secrets()
             .max_results(1)
             .send()
             .await
             .map(|_| ())
-            .map_err(map_error)
+            .map_err(map_error);
+        metrics::source_request(&self.name, "ListSecrets", &r);
+        r
     }
+}
+
+/// A secret from a GetSecretValue / BatchGetSecretValue entry.
+fn to_secret(
+    version: Option<&str>,
+    text: Option<&str>,
+    binary: Option<&[u8]>,
+) -> Result<Secret, SourceError> {
+    let text = if let Some(s) = text {
+        SecretString::from(s.to_string())
+    } else if let Some(blob) = binary {
+        let text = std::str::from_utf8(blob).map_err(|_| {
+            SourceError::Invalid(
+                "the secret is a SecretBinary that is not UTF-8 text; portal props are text: store it as a SecretString (base64 if need be)".into(),
+            )
+        })?;
+        SecretString::from(text.to_string())
+    } else {
+        return Err(SourceError::Invalid(
+            "the secret's current version has no value".into(),
+        ));
+    };
+    Ok(Secret {
+        version: version.map(str::to_string),
+        content: Content::Text(text),
+    })
+}
+
+/// At most `max` name prefixes covering every name (ListSecrets' name filter is a
+/// case-sensitive prefix match with at most 10 values). Adjacent names are merged into
+/// their longest common prefix until few enough remain; an empty result means "no filter".
+fn name_prefixes(names: &[&str], max: usize) -> Vec<String> {
+    let mut set: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    set.sort();
+    set.dedup();
+    loop {
+        // Drop entries covered by a shorter prefix.
+        let mut kept: Vec<String> = Vec::new();
+        for n in set {
+            if !kept.last().is_some_and(|k| n.starts_with(k.as_str())) {
+                kept.push(n);
+            }
+        }
+        set = kept;
+        if set.len() <= max {
+            return set;
+        }
+        // Merge the adjacent pair sharing the longest prefix.
+        let (best, len) = set
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| (i, common_prefix(&w[0], &w[1])))
+            .max_by_key(|(_, l)| *l)
+            .unwrap_or((0, 0));
+        if len == 0 {
+            return Vec::new();
+        }
+        let merged = set[best][..len].to_string();
+        set.splice(best..best + 2, [merged]);
+    }
+}
+
+/// Byte length of the longest common prefix (on a char boundary).
+fn common_prefix(a: &str, b: &str) -> usize {
+    a.char_indices()
+        .zip(b.chars())
+        .take_while(|((_, x), y)| x == y)
+        .map(|((i, c), _)| i + c.len_utf8())
+        .last()
+        .unwrap_or(0)
 }
 
 /// Maps an SDK error to ours: the AWS error code and message for service errors, the
@@ -167,4 +369,33 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = inner.source();
     }
     msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_cover_every_name_within_the_limit() {
+        let names: Vec<String> = (0..35)
+            .map(|i| format!("docspace/portal{i:02}/keys"))
+            .chain(["other/x".to_string()])
+            .collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let p = name_prefixes(&refs, 10);
+        assert!(p.len() <= 10, "{p:?}");
+        assert!(
+            refs.iter()
+                .all(|n| p.iter().any(|pre| n.starts_with(pre.as_str()))),
+            "{p:?}"
+        );
+        assert_eq!(
+            name_prefixes(&["a/b", "a/c"], 10),
+            vec!["a/b".to_string(), "a/c".to_string()]
+        );
+        assert!(
+            name_prefixes(&["x1", "y1", "z1"], 2).is_empty(),
+            "no common prefix → no filter"
+        );
+    }
 }

@@ -4,6 +4,8 @@
 
 use std::path::{Component, Path, PathBuf};
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 
 use super::{Content, Secret, Source, SourceError};
@@ -87,6 +89,21 @@ impl Source for FilesSource {
         })
     }
 
+    async fn versions(
+        &self,
+        paths: &[String],
+    ) -> HashMap<String, Result<Option<String>, SourceError>> {
+        let mut out = HashMap::new();
+        for p in paths {
+            let v = match self.file(p) {
+                Ok(f) => Ok(stat_version(&f).await),
+                Err(e) => Err(e),
+            };
+            out.insert(p.clone(), v);
+        }
+        out
+    }
+
     async fn authenticate(&self) -> Result<(), SourceError> {
         match tokio::fs::read_dir(&self.dir).await {
             Ok(_) => Ok(()),
@@ -96,4 +113,21 @@ impl Source for FilesSource {
             ))),
         }
     }
+}
+
+/// A file's version: its mtime and size (a Kubernetes Secret update swaps the `..data`
+/// symlink, which changes both).
+async fn stat_version(file: &Path) -> Option<String> {
+    let m = tokio::fs::metadata(file).await.ok()?;
+    let mtime = m
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    Some(format!(
+        "{}.{:09}-{}",
+        mtime.as_secs(),
+        mtime.subsec_nanos(),
+        m.len()
+    ))
 }

@@ -9,8 +9,10 @@ mod aws;
 mod files;
 mod vault;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+
+use futures::stream::{self, StreamExt};
 
 use async_trait::async_trait;
 
@@ -32,7 +34,44 @@ pub trait Source: Send + Sync {
 
     /// Checks credentials without reading a secret (for `check --online`).
     async fn authenticate(&self) -> Result<(), SourceError>;
+
+    /// The current version of each path, from metadata only (no values), so a quiet
+    /// cycle can skip value reads. `Ok(None)`: no cheap version (KV v1): read it.
+    async fn versions(
+        &self,
+        paths: &[String],
+    ) -> HashMap<String, Result<Option<String>, SourceError>> {
+        paths.iter().map(|p| (p.clone(), Ok(None))).collect()
+    }
+
+    /// Reads several secrets. Stores with a batch API override this.
+    async fn read_many(&self, paths: &[String]) -> HashMap<String, Result<Secret, SourceError>> {
+        stream::iter(paths.iter().cloned())
+            .map(|p| async move {
+                let r = self.read(&p).await;
+                (p, r)
+            })
+            .buffer_unordered(PER_SOURCE_CONCURRENCY)
+            .collect()
+            .await
+    }
 }
+
+/// Metric helpers shared by the stores.
+mod metrics {
+    /// Counts one store request as `ok`, `not_found` or `error`.
+    pub fn source_request<T>(source: &str, operation: &str, r: &Result<T, super::SourceError>) {
+        let result = match r {
+            Ok(_) => "ok",
+            Err(super::SourceError::NotFound) => "not_found",
+            Err(_) => "error",
+        };
+        crate::metrics::metrics().source_request(source, operation, result);
+    }
+}
+
+/// Requests in flight to one store at once.
+pub const PER_SOURCE_CONCURRENCY: usize = 16;
 
 /// A secret as the store returned it.
 #[derive(Clone)]
@@ -248,9 +287,6 @@ mod tests {
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        assert!(
-            err.contains("only, two") && !err.contains("VALUE"),
-            "{err}"
-        );
+        assert!(err.contains("only, two") && !err.contains("VALUE"), "{err}");
     }
 }

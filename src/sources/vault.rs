@@ -13,7 +13,11 @@ use vaultrs::api::kv2::requests::ReadSecretRequest;
 use vaultrs::client::{Client, VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
-use super::{json_to_secret, Content, Secret, Source, SourceError};
+use futures::stream::{self, StreamExt};
+
+use super::{
+    json_to_secret, metrics, Content, Secret, Source, SourceError, PER_SOURCE_CONCURRENCY,
+};
 use crate::config::{VaultAuth, VaultSourceConfig};
 use crate::secret::{read_secret_file, ExposeSecret, SecretString};
 
@@ -212,6 +216,20 @@ impl VaultSource {
         Ok(found)
     }
 
+    /// KV v2: `current_version` from the metadata endpoint. KV v1 has no versions.
+    async fn version_of(&self, path: &str) -> Result<Option<String>, SourceError> {
+        let (mount, version) = self.mount_of(path).await?;
+        if version != 2 {
+            return Ok(None);
+        }
+        let rel = relative(path, &mount)?;
+        let meta = vaultrs::kv2::read_metadata(&self.client, &mount, rel)
+            .await
+            .map_err(map_error);
+        metrics::source_request(&self.name, "metadata", &meta);
+        Ok(Some(meta?.current_version.to_string()))
+    }
+
     fn cached_mount(&self, path: &str) -> Option<(String, u8)> {
         let cache = self.mounts.lock().ok()?;
         cache
@@ -270,17 +288,45 @@ impl Source for VaultSource {
         })
     }
 
+    async fn versions(
+        &self,
+        paths: &[String],
+    ) -> HashMap<String, Result<Option<String>, SourceError>> {
+        stream::iter(paths.iter().cloned())
+            .map(|p| async move {
+                let v = self.version_of(&p).await;
+                (p, v)
+            })
+            .buffer_unordered(PER_SOURCE_CONCURRENCY)
+            .collect()
+            .await
+    }
+
     async fn authenticate(&self) -> Result<(), SourceError> {
-        vaultrs::token::lookup_self(&self.client)
+        let r = vaultrs::token::lookup_self(&self.client)
             .await
             .map(|_| ())
-            .map_err(|e| match map_error(e) {
-                SourceError::Denied(_) => {
-                    SourceError::Auth("the token is invalid, expired or revoked".into())
-                }
-                other => other,
-            })
+            .map_err(map_error);
+        metrics::source_request(&self.name, "lookup_self", &r);
+        r.map_err(|e| match e {
+            SourceError::Denied(_) => {
+                SourceError::Auth("the token is invalid, expired or revoked".into())
+            }
+            other => other,
+        })
     }
+}
+
+/// `path` below its mount: `secret/oauth/google` → `oauth/google`.
+fn relative<'a>(path: &'a str, mount: &str) -> Result<&'a str, SourceError> {
+    path.strip_prefix(mount)
+        .map(|p| p.trim_start_matches('/'))
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| {
+            SourceError::Invalid(format!(
+                "`{path}` names the mount `{mount}/` itself, not a secret in it"
+            ))
+        })
 }
 
 /// Maps a vaultrs error to ours, without ever printing a response body (a parse error

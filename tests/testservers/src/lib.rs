@@ -13,6 +13,19 @@
 //! flask-cors`, or point `AUTHSYNC_BAO_BIN` / `AUTHSYNC_MOTO_BIN` at the binaries.
 //!
 //! The helper methods are test code: they panic with the HTTP status and body on failure.
+//!
+//! To count the requests the servers saw:
+//! * [`OpenBao::enable_audit`] turns on OpenBao's file audit device and returns an
+//!   [`AuditLog`] that counts request entries by path and operation.
+//! * [`CountingProxy`] is an in-process reverse proxy to put in front of moto (see
+//!   [`Moto::start_with_proxy`] and [`Moto::env_via`]); it counts requests by their
+//!   `X-Amz-Target` action and can inject faults ([`ProxyFault`]).
+
+mod audit;
+mod proxy;
+
+pub use audit::{AuditEntry, AuditLog};
+pub use proxy::{CountingProxy, ProxiedRequest, ProxyFault};
 
 use std::collections::HashSet;
 use std::fs::OpenOptions;
@@ -403,12 +416,19 @@ impl OpenBao {
         log_path: &Path,
         port: u16,
     ) -> Option<ChildGuard> {
+        // Extra configuration merged into the dev server's: allow `PUT sys/audit/...`
+        // (OpenBao 2.7 only accepts declarative audit devices otherwise).
+        let config = dir.join("testservers.hcl");
+        if let Err(e) = std::fs::write(&config, "unsafe_allow_api_audit_creation = true\n") {
+            panic!("testservers: cannot write {}: {e}", config.display());
+        }
         let args = [
             "server".to_string(),
             "-dev".to_string(),
             "-dev-no-store-token".to_string(),
             "-dev-root-token-id=root".to_string(),
             format!("-dev-listen-address=127.0.0.1:{port}"),
+            format!("-config={}", config.display()),
         ];
         let cmdline = format!("{bin} {}", args.join(" "));
         let offset = log_len(log_path);
@@ -499,7 +519,9 @@ impl OpenBao {
 
     /// One request to `/v1/{path}` with `X-Vault-Token: token` (none if `None`); returns the
     /// status and the body (JSON, `Null` when empty, a JSON string when not JSON). Panics
-    /// only when the server cannot be reached.
+    /// only when the server cannot be reached. The request carries an
+    /// `X-Testservers-Harness` header, which marks it in the audit log
+    /// ([`AuditEntry::harness`]).
     pub async fn request(
         &self,
         method: Method,
@@ -508,7 +530,10 @@ impl OpenBao {
         body: Option<Value>,
     ) -> (u16, Value) {
         let url = format!("{}/v1/{}", self.addr, path.trim_start_matches('/'));
-        let mut req = self.http.request(method.clone(), &url);
+        let mut req = self
+            .http
+            .request(method.clone(), &url)
+            .header(audit::HARNESS_HEADER, "1");
         if let Some(token) = token {
             req = req.header("X-Vault-Token", token);
         }
