@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod daemon;
+
 use portal_double::{ApiKey, DoubleConfig, PortalDouble};
 use testservers::{Moto, OpenBao};
 
