@@ -245,6 +245,7 @@ async fn check_online(config: Config) -> Vec<String> {
             }
         }
     }
+    engine.close().await;
     problems
 }
 

@@ -372,7 +372,8 @@ impl Daemon {
                 }
             }
         }
-        self.engine = Engine::new(Arc::new(config)).await;
+        let previous = std::mem::replace(&mut self.engine, Engine::new(Arc::new(config)).await);
+        previous.close().await;
         self.server.set_trigger_token(token);
         metrics().config_reload("ok");
         tracing::info!("config reloaded");
@@ -386,6 +387,7 @@ impl Daemon {
         if let Err(e) = self.state.save(&self.engine.config.sync.state_file) {
             tracing::error!(error = %e, "state not saved at shutdown");
         }
+        self.engine.close().await;
         tracing::info!("stopped");
         OK
     }

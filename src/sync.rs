@@ -472,6 +472,11 @@ impl Engine {
         tracing::warn!(portal = %portal, failures = h.failures, retry_in_s = wait.as_secs(), "portal failing; backing off");
     }
 
+    /// Releases source sessions (revokes login tokens). Call once, at the end.
+    pub async fn close(&self) {
+        self.sources.close().await;
+    }
+
     /// Drops cached secret values (after a config reload).
     pub fn clear_cache(&self) {
         self.cache.clear();

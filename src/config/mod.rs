@@ -219,6 +219,10 @@ pub struct VaultSourceConfig {
     /// How to log in; default `{ method = "token", token = { env = "VAULT_TOKEN" } }`.
     #[serde(default)]
     pub auth: VaultAuth,
+    /// Revoke the token authsync got by logging in (AppRole, Kubernetes) when it exits,
+    /// so no live lease is left behind. Default true; configured tokens are never revoked.
+    #[serde(default = "default_true")]
+    pub revoke_on_shutdown: bool,
     /// `1` or `2`; absent → detected per mount (`sys/internal/ui/mounts`, as `vault kv` does).
     #[serde(default)]
     pub kv_version: Option<u8>,
@@ -261,6 +265,9 @@ impl Default for VaultAuth {
     }
 }
 
+fn default_true() -> bool {
+    true
+}
 fn default_approle_mount() -> String {
     "approle".into()
 }

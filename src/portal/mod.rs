@@ -7,7 +7,7 @@
 
 mod error;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use reqwest::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
@@ -67,7 +67,13 @@ pub struct PortalClient {
     timeout: Duration,
     /// Login token (user + password auth), reused until the portal refuses it.
     token: Mutex<Option<SecretString>>,
+    /// After a failed login, no new attempt before this instant: the portal locks the
+    /// account for 60 s after 5 failures, so authsync never retries in a loop.
+    login_blocked_until: std::sync::Mutex<Option<(Instant, String)>>,
 }
+
+/// Pause after a failed login before the next attempt.
+const LOGIN_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 #[derive(Deserialize)]
 struct Envelope<T> {
@@ -147,6 +153,7 @@ impl PortalClient {
             auth: cfg.auth.clone(),
             timeout: cfg.timeout,
             token: Mutex::new(None),
+            login_blocked_until: std::sync::Mutex::new(None),
         })
     }
 
@@ -350,7 +357,30 @@ impl PortalClient {
         Ok(value)
     }
 
+    /// Logs in, unless a recent login failed (then the same error, without a request).
     async fn login(
+        &self,
+        user: &str,
+        password: &crate::secret::SecretSetting,
+    ) -> Result<SecretString, PortalError> {
+        if let Ok(blocked) = self.login_blocked_until.lock() {
+            if let Some((until, why)) = blocked.as_ref() {
+                if Instant::now() < *until {
+                    let left = until.saturating_duration_since(Instant::now()).as_secs();
+                    return Err(PortalError::Login(format!("{why} (not retrying for another {left}s, to stay clear of the portal's lockout)")));
+                }
+            }
+        }
+        let result = self.login_once(user, password).await;
+        if let Err(PortalError::Login(why)) = &result {
+            if let Ok(mut blocked) = self.login_blocked_until.lock() {
+                *blocked = Some((Instant::now() + LOGIN_RETRY_AFTER, why.clone()));
+            }
+        }
+        result
+    }
+
+    async fn login_once(
         &self,
         user: &str,
         password: &crate::secret::SecretSetting,

@@ -44,6 +44,9 @@ pub trait Source: Send + Sync {
         paths.iter().map(|p| (p.clone(), Ok(None))).collect()
     }
 
+    /// Releases what the source holds on the store (e.g. revokes a login token).
+    async fn close(&self) {}
+
     /// Reads several secrets. Stores with a batch API override this.
     async fn read_many(&self, paths: &[String]) -> HashMap<String, Result<Secret, SourceError>> {
         stream::iter(paths.iter().cloned())
@@ -224,6 +227,11 @@ impl Sources {
     /// Adds (or replaces) a source; used by tests and by `connect`.
     pub fn insert(&mut self, name: impl Into<String>, source: Arc<dyn Source>) {
         self.by_name.insert(name.into(), source);
+    }
+
+    /// Closes every source (end of a one-shot command, daemon shutdown, reload).
+    pub async fn close(&self) {
+        futures::future::join_all(self.by_name.values().map(|s| s.close())).await;
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Arc<dyn Source>)> {

@@ -6,11 +6,12 @@
 //! is set on the source.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use vaultrs::api::kv2::requests::ReadSecretRequest;
-use vaultrs::client::{Client, VaultClient, VaultClientSettingsBuilder};
+use vaultrs::client::{VaultClient, VaultClientSettings, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
 use futures::stream::{self, StreamExt};
@@ -24,19 +25,37 @@ use crate::secret::{read_secret_file, ExposeSecret, SecretString};
 /// A Vault or OpenBao server.
 pub struct VaultSource {
     name: String,
-    client: VaultClient,
+    /// Client settings without a token; a client is built per token.
+    settings: VaultClientSettings,
     /// Plain HTTP client (same CA, timeout) for the one endpoint vaultrs lacks.
     http: reqwest::Client,
     address: url::Url,
     namespace: Option<String>,
-    token: SecretString,
+    auth: VaultAuth,
+    revoke_on_shutdown: bool,
     kv_version: Option<u8>,
     /// path → (mount, kv version), learnt from the server.
     mounts: Mutex<HashMap<String, (String, u8)>>,
+    /// The current token and when to renew it. A tokio mutex: logins and renewals are
+    /// serialized, so concurrent reads never log in twice.
+    session: tokio::sync::Mutex<Option<Session>>,
+}
+
+/// A token in use, with its lifecycle.
+#[derive(Clone)]
+struct Session {
+    client: Arc<VaultClient>,
+    token: SecretString,
+    /// Renew at two thirds of the TTL; `None` for tokens that never expire.
+    renew_at: Option<Instant>,
+    ttl: Duration,
+    renewable: bool,
 }
 
 impl VaultSource {
-    /// Builds the client and logs in (for AppRole / Kubernetes auth).
+    /// Builds the client and gets a token: the configured one, or a login (AppRole,
+    /// Kubernetes). The token is then reused, renewed at two thirds of its TTL, and
+    /// replaced by a new login when renewal is refused or the token is revoked.
     pub async fn connect(name: &str, cfg: &VaultSourceConfig) -> Result<VaultSource, SourceError> {
         let mut ca_certs = Vec::new();
         let mut http = reqwest::Client::builder().timeout(cfg.timeout);
@@ -56,16 +75,10 @@ impl VaultSource {
         let http = http
             .build()
             .map_err(|e| SourceError::Invalid(format!("cannot build an HTTP client: {e}")))?;
-        let initial_token = match &cfg.auth {
-            VaultAuth::Token { token } => token
-                .read()
-                .map_err(|e| SourceError::Auth(format!("cannot read the Vault token: {e}")))?,
-            _ => SecretString::from(String::new()),
-        };
         let mut settings = VaultClientSettingsBuilder::default();
         settings
             .address(cfg.address.as_str())
-            .token(initial_token.expose_secret())
+            .token("")
             // Explicit, so VAULT_SKIP_VERIFY / VAULT_CACERT in the environment cannot
             // silently change how the server's certificate is checked.
             .verify(true)
@@ -77,12 +90,58 @@ impl VaultSource {
         let settings = settings
             .build()
             .map_err(|e| SourceError::Invalid(format!("invalid Vault client settings: {e}")))?;
-        let mut client = VaultClient::new(settings).map_err(|e| {
-            SourceError::Invalid(format!("cannot build the Vault client: {}", describe(&e)))
-        })?;
+        let source = VaultSource {
+            name: name.to_string(),
+            settings,
+            http,
+            address: cfg.address.clone(),
+            namespace: cfg.namespace.clone(),
+            auth: cfg.auth.clone(),
+            revoke_on_shutdown: cfg.revoke_on_shutdown,
+            kv_version: cfg.kv_version,
+            mounts: Mutex::new(HashMap::new()),
+            session: tokio::sync::Mutex::new(None),
+        };
+        // Fail early (and clearly) on bad credentials.
+        source.session().await?;
+        Ok(source)
+    }
 
-        let token = match &cfg.auth {
-            VaultAuth::Token { .. } => initial_token,
+    fn client_for(&self, token: &SecretString) -> Result<VaultClient, SourceError> {
+        let mut settings = self.settings.clone();
+        settings.token = token.expose_secret().to_string();
+        VaultClient::new(settings).map_err(|e| {
+            SourceError::Invalid(format!("cannot build the Vault client: {}", describe(&e)))
+        })
+    }
+
+    /// True when the token comes from a login that authsync can repeat.
+    fn logs_in(&self) -> bool {
+        !matches!(self.auth, VaultAuth::Token { .. })
+    }
+
+    /// A fresh token: the configured one (looked up for its TTL), or a new login.
+    /// Secrets (secret_id, JWT) are re-read at every login: they rotate.
+    async fn login(&self) -> Result<Session, SourceError> {
+        let anonymous = self.client_for(&SecretString::from(String::new()))?;
+        let (token, ttl, renewable) = match &self.auth {
+            VaultAuth::Token { token } => {
+                let token = token
+                    .read()
+                    .map_err(|e| SourceError::Auth(format!("cannot read the Vault token: {e}")))?;
+                let client = self.client_for(&token)?;
+                let info = vaultrs::token::lookup_self(&client)
+                    .await
+                    .map_err(map_error);
+                metrics::source_request(&self.name, "lookup_self", &info);
+                let info = info.map_err(|e| match e {
+                    SourceError::Denied(_) => {
+                        SourceError::Auth("the Vault token is invalid, expired or revoked".into())
+                    }
+                    other => other,
+                })?;
+                (token, info.ttl, info.renewable.unwrap_or(false))
+            }
             VaultAuth::Approle {
                 role_id,
                 secret_id,
@@ -95,19 +154,24 @@ impl VaultSource {
                     .read()
                     .map_err(|e| SourceError::Auth(format!("cannot read secret_id: {e}")))?;
                 let info = vaultrs::auth::approle::login(
-                    &client,
+                    &anonymous,
                     mount,
                     role_id.expose_secret(),
                     secret_id.expose_secret(),
                 )
                 .await
-                .map_err(|e| {
+                .map_err(map_error);
+                metrics::source_request(&self.name, "login", &info);
+                let info = info.map_err(|e| {
                     SourceError::Auth(format!(
-                        "AppRole login at auth/{mount} failed: {}",
-                        describe(&e)
+                        "AppRole login at auth/{mount} failed ({e}); check role_id and secret_id"
                     ))
                 })?;
-                SecretString::from(info.client_token)
+                (
+                    SecretString::from(info.client_token),
+                    info.lease_duration,
+                    info.renewable,
+                )
             }
             VaultAuth::Kubernetes {
                 role,
@@ -118,28 +182,118 @@ impl VaultSource {
                     SourceError::Auth(format!("cannot read the service-account token: {e}"))
                 })?;
                 let info =
-                    vaultrs::auth::kubernetes::login(&client, mount, role, jwt.expose_secret())
+                    vaultrs::auth::kubernetes::login(&anonymous, mount, role, jwt.expose_secret())
                         .await
-                        .map_err(|e| {
-                            SourceError::Auth(format!(
-                                "Kubernetes login at auth/{mount} (role {role}) failed: {}",
-                                describe(&e)
-                            ))
-                        })?;
-                SecretString::from(info.client_token)
+                        .map_err(map_error);
+                metrics::source_request(&self.name, "login", &info);
+                let info = info.map_err(|e| {
+                    SourceError::Auth(format!(
+                        "Kubernetes login at auth/{mount} (role {role}) failed ({e})"
+                    ))
+                })?;
+                (
+                    SecretString::from(info.client_token),
+                    info.lease_duration,
+                    info.renewable,
+                )
             }
         };
-        client.set_token(token.expose_secret());
-        Ok(VaultSource {
-            name: name.to_string(),
-            client,
-            http,
-            address: cfg.address.clone(),
-            namespace: cfg.namespace.clone(),
-            token,
-            kv_version: cfg.kv_version,
-            mounts: Mutex::new(HashMap::new()),
-        })
+        if self.logs_in() {
+            tracing::info!(source = %self.name, ttl_s = ttl, renewable, "logged in to Vault");
+        }
+        let client = Arc::new(self.client_for(&token)?);
+        Ok(Session::new(client, token, ttl, renewable))
+    }
+
+    /// The session to use now: logs in the first time, renews when due, logs in again
+    /// when renewal is refused or no longer extends the token.
+    async fn session(&self) -> Result<Session, SourceError> {
+        let mut slot = self.session.lock().await;
+        let current = match slot.as_ref() {
+            None => {
+                let s = self.login().await?;
+                *slot = Some(s.clone());
+                return Ok(s);
+            }
+            Some(s) => s.clone(),
+        };
+        if !current.renew_at.is_some_and(|at| Instant::now() >= at) {
+            return Ok(current);
+        }
+        let renewed = if current.renewable {
+            let r = vaultrs::token::renew_self(current.client.as_ref(), None)
+                .await
+                .map_err(map_error);
+            metrics::source_request(&self.name, "renew", &r);
+            match r {
+                // A renewal that no longer extends the token much means max_ttl is near.
+                Ok(info) if Duration::from_secs(info.lease_duration) * 2 >= current.ttl => {
+                    tracing::debug!(source = %self.name, ttl_s = info.lease_duration, "Vault token renewed");
+                    Some(Session::new(
+                        current.client.clone(),
+                        current.token.clone(),
+                        info.lease_duration,
+                        info.renewable,
+                    ))
+                }
+                Ok(info) => {
+                    tracing::info!(source = %self.name, ttl_s = info.lease_duration, "Vault token near its max TTL");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(source = %self.name, error = %e, "Vault token renewal refused");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let next = match renewed {
+            Some(s) => s,
+            None if self.logs_in() => self.login().await?,
+            // A configured token that cannot be renewed: keep it until Vault refuses it.
+            None => Session {
+                renew_at: None,
+                ..current
+            },
+        };
+        *slot = Some(next.clone());
+        Ok(next)
+    }
+
+    /// Runs `op` with the current client. If Vault answers "permission denied" and the
+    /// token itself turns out to be invalid (revoked, expired), logs in again once and
+    /// retries; a plain policy denial is returned as it is (no login per request).
+    async fn with_client<T, F, Fut>(&self, op: F) -> Result<T, SourceError>
+    where
+        F: Fn(Arc<VaultClient>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, SourceError>>,
+    {
+        let session = self.session().await?;
+        match op(session.client.clone()).await {
+            Err(SourceError::Denied(why)) if self.logs_in() => {
+                let check = vaultrs::token::lookup_self(session.client.as_ref())
+                    .await
+                    .map_err(map_error);
+                metrics::source_request(&self.name, "lookup_self", &check);
+                if check.is_ok() {
+                    return Err(SourceError::Denied(why));
+                }
+                tracing::warn!(source = %self.name, "Vault token no longer valid; logging in again");
+                {
+                    let mut slot = self.session.lock().await;
+                    if slot
+                        .as_ref()
+                        .is_some_and(|s| Arc::ptr_eq(&s.client, &session.client))
+                    {
+                        *slot = None;
+                    }
+                }
+                let session = self.session().await?;
+                op(session.client).await
+            }
+            other => other,
+        }
     }
 
     /// The mount and KV version serving `path`.
@@ -156,10 +310,11 @@ impl VaultSource {
             .address
             .join(&format!("v1/sys/internal/ui/mounts/{path}"))
             .map_err(|e| SourceError::Invalid(format!("bad path `{path}`: {e}")))?;
+        let session = self.session().await?;
         let mut req = self
             .http
             .get(url)
-            .header("X-Vault-Token", self.token.expose_secret());
+            .header("X-Vault-Token", session.token.expose_secret());
         if let Some(ns) = &self.namespace {
             req = req.header("X-Vault-Namespace", ns);
         }
@@ -223,11 +378,19 @@ impl VaultSource {
             return Ok(None);
         }
         let rel = relative(path, &mount)?;
-        let meta = vaultrs::kv2::read_metadata(&self.client, &mount, rel)
-            .await
-            .map_err(map_error);
-        metrics::source_request(&self.name, "metadata", &meta);
-        Ok(Some(meta?.current_version.to_string()))
+        let meta = self
+            .with_client(|client| {
+                let mount = mount.clone();
+                async move {
+                    let r = vaultrs::kv2::read_metadata(client.as_ref(), &mount, rel)
+                        .await
+                        .map_err(map_error);
+                    metrics::source_request(&self.name, "metadata", &r);
+                    r
+                }
+            })
+            .await?;
+        Ok(Some(meta.current_version.to_string()))
     }
 
     fn cached_mount(&self, path: &str) -> Option<(String, u8)> {
@@ -247,32 +410,35 @@ impl Source for VaultSource {
 
     async fn read(&self, path: &str) -> Result<Secret, SourceError> {
         let (mount, version) = self.mount_of(path).await?;
-        let rel = path
-            .strip_prefix(&mount)
-            .map(|p| p.trim_start_matches('/'))
-            .filter(|p| !p.is_empty())
-            .ok_or_else(|| {
-                SourceError::Invalid(format!(
-                    "`{path}` names the mount `{mount}/` itself, not a secret in it"
-                ))
-            })?;
+        let rel = relative(path, &mount)?;
         tracing::debug!(source = %self.name, %mount, kv_version = version, path = rel, "reading secret");
-        let (data, secret_version) = if version == 2 {
-            let endpoint = ReadSecretRequest::builder()
-                .mount(mount.as_str())
-                .path(rel)
-                .build()
-                .map_err(|e| SourceError::Invalid(format!("cannot build request: {e}")))?;
-            let resp = vaultrs::api::exec_with_result(&self.client, endpoint)
-                .await
-                .map_err(map_error)?;
-            (resp.data, Some(resp.metadata.version.to_string()))
-        } else {
-            let resp = vaultrs::kv1::get_raw(&self.client, &mount, rel)
-                .await
-                .map_err(map_error)?;
-            (resp.data, None)
-        };
+        let (data, secret_version) = self
+            .with_client(|client| {
+                let mount = mount.clone();
+                async move {
+                    let r = if version == 2 {
+                        let endpoint = ReadSecretRequest::builder()
+                            .mount(mount.as_str())
+                            .path(rel)
+                            .build()
+                            .map_err(|e| {
+                                SourceError::Invalid(format!("cannot build request: {e}"))
+                            })?;
+                        vaultrs::api::exec_with_result(client.as_ref(), endpoint)
+                            .await
+                            .map(|resp| (resp.data, Some(resp.metadata.version.to_string())))
+                            .map_err(map_error)
+                    } else {
+                        vaultrs::kv1::get_raw(client.as_ref(), &mount, rel)
+                            .await
+                            .map(|resp| (resp.data, None))
+                            .map_err(map_error)
+                    };
+                    metrics::source_request(&self.name, "read", &r);
+                    r
+                }
+            })
+            .await?;
         let serde_json::Value::Object(map) = data else {
             return Err(SourceError::Invalid(
                 "the secret's data is not a key/value object".into(),
@@ -302,8 +468,10 @@ impl Source for VaultSource {
             .await
     }
 
+    /// Logs in if needed and checks the token is still valid.
     async fn authenticate(&self) -> Result<(), SourceError> {
-        let r = vaultrs::token::lookup_self(&self.client)
+        let session = self.session().await?;
+        let r = vaultrs::token::lookup_self(session.client.as_ref())
             .await
             .map(|_| ())
             .map_err(map_error);
@@ -314,6 +482,47 @@ impl Source for VaultSource {
             }
             other => other,
         })
+    }
+
+    /// Revokes a token authsync obtained by logging in (unless `revoke_on_shutdown =
+    /// false`), so finished runs leave no live lease behind. Configured tokens are the
+    /// operator's and are left alone.
+    async fn close(&self) {
+        if !self.logs_in() || !self.revoke_on_shutdown {
+            return;
+        }
+        let Some(session) = self.session.lock().await.take() else {
+            return;
+        };
+        let r = vaultrs::token::revoke_self(session.client.as_ref())
+            .await
+            .map_err(map_error);
+        metrics::source_request(&self.name, "revoke", &r);
+        match r {
+            Ok(()) => tracing::info!(source = %self.name, "Vault token revoked"),
+            Err(e) => {
+                tracing::warn!(source = %self.name, error = %e, "could not revoke the Vault token")
+            }
+        }
+    }
+}
+
+impl Session {
+    fn new(
+        client: Arc<VaultClient>,
+        token: SecretString,
+        ttl_secs: u64,
+        renewable: bool,
+    ) -> Session {
+        let ttl = Duration::from_secs(ttl_secs);
+        let renew_at = (ttl_secs > 0).then(|| Instant::now() + ttl * 2 / 3);
+        Session {
+            client,
+            token,
+            renew_at,
+            ttl,
+            renewable,
+        }
     }
 }
 
