@@ -23,6 +23,7 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 use crate::config::{self, Config, Schedule};
 use crate::mapping::Filter;
 use crate::metrics::metrics;
+use crate::notify;
 use crate::report::CycleReport;
 use crate::resolve::Freshness;
 use crate::secret::SecretString;
@@ -186,6 +187,7 @@ impl Daemon {
             "authsync daemon starting"
         );
         let engine = Engine::new(Arc::new(config)).await;
+        notify::spawn_watchdog(server.alive.clone());
         Ok(Daemon {
             path,
             engine,
@@ -265,6 +267,7 @@ impl Daemon {
             if first {
                 first = false;
                 self.server.ready.store(true, Ordering::Release);
+                notify::ready();
             }
             if stopping {
                 break;
@@ -314,6 +317,12 @@ impl Daemon {
 
     /// SIGHUP: load and validate the config; swap only if it is valid.
     async fn reload(&mut self) {
+        notify::reloading();
+        self.reload_config().await;
+        notify::ready();
+    }
+
+    async fn reload_config(&mut self) {
         tracing::info!(config = %self.path.display(), "SIGHUP: reloading the config");
         let loaded = match config::load(&self.path) {
             Ok(l) => l,
@@ -380,6 +389,7 @@ impl Daemon {
     }
 
     async fn shutdown(self) -> u8 {
+        notify::stopping();
         tracing::info!("shutting down");
         self.ticker.stop().await;
         let _ = self.stop_server.send(true);

@@ -23,6 +23,7 @@ pub mod fingerprint;
 pub mod logging;
 pub mod mapping;
 pub mod metrics;
+pub mod notify;
 pub mod plan;
 pub mod portal;
 pub mod report;

@@ -671,3 +671,58 @@ async fn a_hanging_portal_does_not_delay_the_other() {
     assert_eq!(code, 0, "{output}");
     assert_no_leaks(&w, &output, &metrics).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speaks_the_systemd_notify_protocol() {
+    // A Unix datagram socket stands in for systemd.
+    let w = World::start().await;
+    let sock_path = w.dir.path().join("notify.sock");
+    let sock = tokio::net::UnixDatagram::bind(&sock_path).expect("bind notify socket");
+    let (text, listen) = daemon_config(&w, "interval = \"1h\"", STANDARD_MAPS);
+    let cfg = w.write("n.toml", &text);
+    let mut env = env(&w);
+    env.push(("NOTIFY_SOCKET".into(), sock_path.display().to_string()));
+    env.push(("WATCHDOG_USEC".into(), "200000".into()));
+    let mut d = Daemon::start(&cfg, &env, &listen, "n").await;
+
+    let mut seen: Vec<String> = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    async fn next(sock: &tokio::net::UnixDatagram, buf: &mut [u8]) -> String {
+        let n = sock.recv(buf).await.expect("recv");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+    async fn wait_for_msg(
+        sock: &tokio::net::UnixDatagram,
+        buf: &mut [u8],
+        seen: &mut Vec<String>,
+        want: &str,
+    ) {
+        loop {
+            let msg = match tokio::time::timeout(Duration::from_secs(20), next(sock, buf)).await {
+                Ok(m) => m,
+                Err(_) => panic!("no {want} after {seen:?}"),
+            };
+            seen.push(msg.clone());
+            if msg.lines().any(|l| l == want) {
+                return;
+            }
+        }
+    }
+    wait_for_msg(&sock, &mut buf, &mut seen, "READY=1").await;
+    d.wait_ready().await;
+    wait_for_msg(&sock, &mut buf, &mut seen, "WATCHDOG=1").await;
+    wait_for_msg(&sock, &mut buf, &mut seen, "WATCHDOG=1").await;
+    d.signal("HUP");
+    wait_for_msg(&sock, &mut buf, &mut seen, "RELOADING=1").await;
+    wait_for_msg(&sock, &mut buf, &mut seen, "READY=1").await;
+    let stopping = tokio::spawn(async move { d.stop().await });
+    wait_for_msg(&sock, &mut buf, &mut seen, "STOPPING=1").await;
+    let (code, output) = stopping.await.expect("stop");
+    assert_eq!(code, 0, "{output}");
+    let reload = seen
+        .iter()
+        .find(|m| m.contains("RELOADING=1"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(reload.contains("MONOTONIC_USEC="), "{reload}");
+}
