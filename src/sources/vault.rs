@@ -217,7 +217,7 @@ impl VaultSource {
             }
             Some(s) => s.clone(),
         };
-        if !current.renew_at.is_some_and(|at| Instant::now() >= at) {
+        if current.renew_at.is_none_or(|at| Instant::now() < at) {
             return Ok(current);
         }
         let renewed = if current.renewable {

@@ -1,5 +1,5 @@
-//! The DocSpace v3.7 service catalogue (authservice-api.md §5) and the display strings GET
-//! shows for it.
+//! The DocSpace v3.7 service catalogue (authservice-api.md §5), a Community Server v12
+//! (Workspace) catalogue (§6) and the display strings GET and the settings page show.
 
 use crate::config::{ServiceSpec, Validation};
 
@@ -115,6 +115,94 @@ pub fn docspace_catalogue() -> Vec<ServiceSpec> {
         .collect()
 }
 
+/// A Community Server v12 (Workspace) catalogue, in the order the settings page shows it:
+/// capitalised names (`Google`, `DropBox`, `S3`, `GoogleCloud`, …) with DocSpace's prop names.
+/// All settable, all props unset; `S3`, `GoogleCloud`, `Rackspace` and `Selectel` are paid;
+/// `Telegram` is validated (enforced), `Twilio` with the failure ignored.
+///
+/// The list is a best-effort reconstruction (authservice-api.md §6 is partly inferred): the
+/// live settings page is the authority for what a given Workspace has.
+pub fn workspace_catalogue() -> Vec<ServiceSpec> {
+    const SERVICES: &[(&str, &str, &[&str])] = &[
+        ("Bitly", "Bitly", &["bitlyToken"]),
+        ("Box", "Box", &["boxClientId", "boxClientSecret"]),
+        ("Clickatell", "Clickatell", &["clickatellapiKey"]),
+        (
+            "DocuSign",
+            "DocuSign",
+            &["docuSignClientId", "docuSignClientSecret", "docuSignHost"],
+        ),
+        (
+            "DropBox",
+            "Dropbox",
+            &["dropboxClientId", "dropboxClientSecret"],
+        ),
+        (
+            "Facebook",
+            "Facebook",
+            &["facebookClientId", "facebookClientSecret"],
+        ),
+        (
+            "Firebase",
+            "Firebase",
+            &[
+                "firebase_apiKey",
+                "firebase_projectId",
+                "firebase_messagingSenderId",
+                "firebase_authorization",
+            ],
+        ),
+        (
+            "Google",
+            "Google",
+            &["googleClientId", "googleClientSecret"],
+        ),
+        ("GoogleCloud", "Google Cloud Storage", &["json"]),
+        ("LinkedIn", "LinkedIn", &["linkedInKey", "linkedInSecret"]),
+        (
+            "OneDrive",
+            "OneDrive",
+            &["skydriveappkey", "skydriveappsecret"],
+        ),
+        ("Rackspace", "Rackspace", &["username", "apiKey"]),
+        ("S3", "Amazon S3", &["acesskey", "secretaccesskey"]),
+        ("Selectel", "Selectel", &["authUser", "authPwd"]),
+        ("SMSC", "SMSC", &["smsclogin", "smscpsw", "smscsender"]),
+        (
+            "Telegram",
+            "Telegram",
+            &["telegramBotToken", "telegramBotName"],
+        ),
+        (
+            "Twilio",
+            "Twilio",
+            &["twilioAccountSid", "twilioAuthToken", "twiliosender"],
+        ),
+        ("Twitter", "Twitter", &["twitterKey", "twitterSecret"]),
+        ("VK", "VK", &["vkClientId", "vkClientSecret"]),
+        ("Wordpress", "WordPress", &["wpClientId", "wpClientSecret"]),
+        ("Yahoo", "Yahoo", &["yahooClientId", "yahooClientSecret"]),
+        (
+            "Yandex",
+            "Yandex",
+            &["yandexClientId", "yandexClientSecret"],
+        ),
+    ];
+    SERVICES
+        .iter()
+        .map(|(name, title, props)| {
+            let mut spec = ServiceSpec::new(name, title, props);
+            spec.paid = matches!(*name, "S3" | "GoogleCloud" | "Rackspace" | "Selectel");
+            spec.validated = match *name {
+                "Telegram" => Validation::TelegramEnforced,
+                "Twilio" => Validation::IgnoredFailure,
+                _ => Validation::None,
+            };
+            spec
+        })
+        .collect()
+}
+
 /// The name GET lists a service under. The portal lists `appleid` as `appleID`, yet POST only
 /// finds it as `appleid` (authservice-api.md §5), so a client that posts back the listed name
 /// gets 403.
@@ -198,6 +286,54 @@ mod tests {
         assert!(docspace_catalogue()
             .iter()
             .all(|s| s.can_set && s.props.iter().all(|(_, v)| v.is_empty())));
+    }
+
+    #[test]
+    fn workspace_catalogue_is_capitalised_with_docspace_prop_names() {
+        let catalogue = workspace_catalogue();
+        let names: Vec<&str> = catalogue.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "Bitly",
+                "Box",
+                "Clickatell",
+                "DocuSign",
+                "DropBox",
+                "Facebook",
+                "Firebase",
+                "Google",
+                "GoogleCloud",
+                "LinkedIn",
+                "OneDrive",
+                "Rackspace",
+                "S3",
+                "Selectel",
+                "SMSC",
+                "Telegram",
+                "Twilio",
+                "Twitter",
+                "VK",
+                "Wordpress",
+                "Yahoo",
+                "Yandex"
+            ]
+        );
+        let s3 = catalogue.iter().find(|s| s.name == "S3").unwrap();
+        assert!(s3.paid);
+        assert_eq!(s3.props[0].0, "acesskey");
+        assert!(catalogue
+            .iter()
+            .all(|s| s.can_set && s.props.iter().all(|(_, v)| v.is_empty())));
+        // Prop names are unique across services (they are the settings page's input ids).
+        let mut props: Vec<&str> = catalogue
+            .iter()
+            .flat_map(|s| s.props.iter().map(|(p, _)| p.as_str()))
+            .collect();
+        let total = props.len();
+        props.sort_unstable();
+        props.dedup();
+        assert_eq!(props.len(), total);
     }
 
     #[test]

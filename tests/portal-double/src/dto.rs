@@ -51,38 +51,55 @@ pub(crate) struct PropRequest {
 
 impl AuthServiceRequest {
     pub fn bind(body: &Value) -> Result<AuthServiceRequest, BindError> {
-        let object = as_object(
+        bind_auth_keys(
             body,
-            "$",
             "ASC.Web.Api.ApiModels.RequestsDto.AuthServiceRequestsDto",
-        )?;
-        let name = string_field(object, "name", "$")?;
-        let props = match field(object, "props") {
-            None | Some(Value::Null) => None,
-            Some(Value::Array(items)) => Some(
-                items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, item)| {
-                        let path = format!("$.props[{i}]");
-                        let prop =
-                            as_object(item, &path, "ASC.Web.Api.ApiModels.RequestsDto.AuthKey")?;
-                        Ok(PropRequest {
-                            name: string_field(prop, "name", &path)?,
-                            value: string_field(prop, "value", &path)?,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, BindError>>()?,
-            ),
-            Some(_) => {
-                return Err(BindError::not_convertible(
-                    "$.props",
-                    "System.Collections.Generic.List`1[ASC.Web.Api.ApiModels.RequestsDto.AuthKey]",
-                ))
-            }
-        };
-        Ok(AuthServiceRequest { name, props })
+            "ASC.Web.Api.ApiModels.RequestsDto.AuthKey",
+        )
     }
+
+    /// Workspace's AjaxPro `SaveAuthKeys(string name, List<AuthKey> props)`: the same shape
+    /// (`{"name", "props": [{"Name", "Value"}]}`), field names matched case-insensitively too.
+    pub fn bind_ajax_pro(body: &Value) -> Result<AuthServiceRequest, BindError> {
+        bind_auth_keys(
+            body,
+            "AjaxPro.JavaScriptObject",
+            "ASC.Web.Studio.UserControls.Management.AuthKey",
+        )
+    }
+}
+
+fn bind_auth_keys(
+    body: &Value,
+    root_type: &str,
+    prop_type: &str,
+) -> Result<AuthServiceRequest, BindError> {
+    let object = as_object(body, "$", root_type)?;
+    let name = string_field(object, "name", "$")?;
+    let props = match field(object, "props") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => Some(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    let path = format!("$.props[{i}]");
+                    let prop = as_object(item, &path, prop_type)?;
+                    Ok(PropRequest {
+                        name: string_field(prop, "name", &path)?,
+                        value: string_field(prop, "value", &path)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, BindError>>()?,
+        ),
+        Some(_) => {
+            return Err(BindError::not_convertible(
+                "$.props",
+                &format!("System.Collections.Generic.List`1[{prop_type}]"),
+            ))
+        }
+    };
+    Ok(AuthServiceRequest { name, props })
 }
 
 /// `POST authentication`: `{"userName", "password"}`.

@@ -1,11 +1,14 @@
-//! Injected failures for `/api/2.0/settings/authservice`.
+//! Injected failures for `/api/2.0/settings/authservice` (Workspace: for the AjaxPro
+//! `SaveAuthKeys` handler and the settings page).
 
 use std::time::Duration;
 
 /// A failure to inject with [`PortalDouble::inject`](crate::PortalDouble::inject). Faults are
 /// checked, in the order they were injected, before the portal handles a request to
 /// `/api/2.0/settings/authservice` (before authentication too); the first that matches the
-/// request's method is used up and applies.
+/// request's method is used up and applies. On a Workspace double they apply instead to
+/// requests to [`WORKSPACE_SAVE_PATH`](crate::WORKSPACE_SAVE_PATH) (POST) and `/Management.aspx`
+/// (GET). Login requests are never faulted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fault {
     pub kind: FaultKind,
@@ -49,7 +52,8 @@ pub enum FaultKind {
     /// Sleep, then answer normally.
     Delay(Duration),
     /// Answer with this status and the portal's error envelope (500 → message
-    /// `Internal error`; 401 → empty body, as the portal does).
+    /// `Internal error`; 401 → empty body, as the portal does). On Workspace: ASP.NET's HTML
+    /// error page (`text/html`) with this status; 401 → empty body.
     Status(u16),
     /// 429 with a `Retry-After` header (seconds) and an empty body.
     RateLimited { retry_after_secs: u64 },

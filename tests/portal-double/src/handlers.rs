@@ -1,22 +1,26 @@
 //! Routing and the endpoints. Every request goes through [`dispatch`], which records it, reads
 //! its body within the size limit, applies injected faults and routes it by hand, so that even
-//! rejected and unknown requests are recorded with the status they got.
+//! rejected and unknown requests are recorded with the status they got. Which endpoints exist
+//! depends on the double's [`Flavor`].
 
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::Value;
 
+use crate::ajaxpro::{self, AjaxError};
 use crate::auth::{Credential, Principal};
+use crate::config::Flavor;
 use crate::dto::{parse_json, AuthServiceRequest, BindError, LoginRequest};
 use crate::envelope::{self, ApiError, RequestInfo};
 use crate::faults::FaultKind;
 use crate::record::RecordedRequest;
 use crate::state::Shared;
+use crate::workspace;
 
 /// Request bodies above this get 413 (the portal's proxy and Kestrel both cap bodies).
 const MAX_BODY: usize = 1024 * 1024;
@@ -29,20 +33,74 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
     Authentication,
+    /// DocSpace's `/api/2.0/settings/authservice`.
     AuthService,
+    /// Workspace's AjaxPro handler of the `AuthorizationKeys` control.
+    AjaxAuthKeys,
+    /// Workspace's `/Management.aspx` (the keys are on `?type=10`).
+    ManagementPage,
     Unknown,
 }
 
 impl Route {
-    /// ASP.NET routing ignores letter case and a trailing slash.
+    /// ASP.NET routing (and IIS) ignores letter case and a trailing slash, and decodes
+    /// percent-escapes (but not `%2F`) before matching.
     fn of(path: &str) -> Route {
-        let path = path.strip_suffix('/').unwrap_or(path).to_ascii_lowercase();
+        let path = decode_path(path);
+        let path = path.strip_suffix('/').unwrap_or(&path).to_ascii_lowercase();
         match path.as_str() {
             "/api/2.0/authentication" | "/api/2.0/authentication.json" => Route::Authentication,
             "/api/2.0/settings/authservice" => Route::AuthService,
+            p if p == crate::WORKSPACE_SAVE_PATH.to_ascii_lowercase() => Route::AjaxAuthKeys,
+            "/management.aspx" => Route::ManagementPage,
             _ => Route::Unknown,
         }
     }
+
+    /// The route as a portal of this flavor has it: each product lacks the other's endpoints.
+    fn on(self, flavor: Flavor) -> Route {
+        match (flavor, self) {
+            (Flavor::DocSpace, Route::AjaxAuthKeys | Route::ManagementPage)
+            | (Flavor::Workspace, Route::AuthService) => Route::Unknown,
+            (_, route) => route,
+        }
+    }
+
+    /// Whether injected faults apply: the authorization-keys endpoints, not the login.
+    fn takes_faults(self) -> bool {
+        matches!(
+            self,
+            Route::AuthService | Route::AjaxAuthKeys | Route::ManagementPage
+        )
+    }
+}
+
+/// Whether a recorded path is Workspace's `SaveAuthKeys` handler (as routing matches it).
+pub(crate) fn is_ajax_auth_keys_path(path: &str) -> bool {
+    Route::of(path) == Route::AjaxAuthKeys
+}
+
+/// Percent-decodes a path, leaving `%2F` (an encoded `/`) as it is.
+fn decode_path(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                let byte = (hi * 16 + lo) as u8;
+                if byte != b'/' {
+                    out.push(byte);
+                    i += 3;
+                    continue;
+                }
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 async fn dispatch(State(shared): State<Arc<Shared>>, request: Request) -> Response {
@@ -53,6 +111,11 @@ async fn dispatch(State(shared): State<Arc<Shared>>, request: Request) -> Respon
     };
     let credential = Credential::from_headers(&parts.headers);
     let (auth, _) = shared.lock().accounts.authenticate(&credential);
+    let ajax_method = parts
+        .headers
+        .get(ajaxpro::METHOD_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let body = axum::body::to_bytes(body, MAX_BODY).await;
     let recorded_body = body
         .as_ref()
@@ -64,6 +127,7 @@ async fn dispatch(State(shared): State<Arc<Shared>>, request: Request) -> Respon
         status: 0,
         body: recorded_body,
         auth,
+        ajax_method,
     });
 
     let response = match body {
@@ -72,13 +136,16 @@ async fn dispatch(State(shared): State<Arc<Shared>>, request: Request) -> Respon
         Ok(bytes) => {
             let call = Call {
                 shared: &shared,
+                flavor: shared.flavor,
                 method: &parts.method,
+                uri: &parts.uri,
                 headers: &parts.headers,
                 credential: &credential,
                 body: &bytes,
                 info: &info,
             };
-            call.handle(Route::of(parts.uri.path())).await
+            call.handle(Route::of(parts.uri.path()).on(shared.flavor))
+                .await
         }
     };
     shared.lock().log.finish(id, response.status().as_u16());
@@ -104,7 +171,9 @@ enum BodyError {
 /// One request being handled.
 struct Call<'a> {
     shared: &'a Shared,
+    flavor: Flavor,
     method: &'a Method,
+    uri: &'a Uri,
     headers: &'a HeaderMap,
     credential: &'a Credential,
     body: &'a [u8],
@@ -116,12 +185,17 @@ impl Call<'_> {
         if route == Route::Unknown {
             return envelope::empty(StatusCode::NOT_FOUND);
         }
-        if route == Route::AuthService {
+        if route.takes_faults() {
             let fault = self.shared.lock().faults.take(self.method.as_str());
             if let Some(kind) = fault {
                 match kind {
                     FaultKind::Delay(duration) => tokio::time::sleep(duration).await,
-                    FaultKind::Status(status) => return ApiError::fault_response(status),
+                    FaultKind::Status(status) => {
+                        return match self.flavor {
+                            Flavor::DocSpace => ApiError::fault_response(status),
+                            Flavor::Workspace => workspace::fault_page(status),
+                        }
+                    }
                     FaultKind::RateLimited { retry_after_secs } => {
                         return rate_limited(retry_after_secs)
                     }
@@ -134,6 +208,8 @@ impl Call<'_> {
             (Route::Authentication, &Method::POST) => self.login(),
             (Route::AuthService, &Method::GET) => self.list_services(),
             (Route::AuthService, &Method::POST) => self.save_service(),
+            (Route::AjaxAuthKeys, &Method::POST) => self.save_auth_keys(),
+            (Route::ManagementPage, &Method::GET) => self.settings_page(),
             _ => envelope::empty(StatusCode::METHOD_NOT_ALLOWED),
         }
     }
@@ -163,19 +239,79 @@ impl Call<'_> {
         }
     }
 
+    /// `POST /api/2.0/authentication[.json]`, answered in the flavor's API envelope (Workspace:
+    /// 201 Created).
     fn login(&self) -> Response {
         let request = match self.bind(LoginRequest::bind) {
             Ok(request) => request,
+            Err(BodyError::Invalid(e)) if self.flavor == Flavor::Workspace => {
+                return workspace::api_error(&ApiError::bad_request(e.message))
+            }
             Err(error) => return self.reject(error),
         };
         let result = self.shared.lock().accounts.login(
             request.user_name.as_deref().unwrap_or(""),
             request.password.as_deref().unwrap_or(""),
         );
-        match result {
-            Ok(value) => envelope::success(self.info, value),
-            Err(e) => e.into_response(),
+        match (self.flavor, result) {
+            (Flavor::DocSpace, Ok(value)) => envelope::success(self.info, value),
+            (Flavor::DocSpace, Err(e)) => e.into_response(),
+            (Flavor::Workspace, Ok(value)) => workspace::api_success(StatusCode::CREATED, value),
+            (Flavor::Workspace, Err(e)) => workspace::api_error(&e),
         }
+    }
+
+    /// Workspace's AjaxPro `SaveAuthKeys`: always 200, the outcome in-band. Checked in this
+    /// order: the `X-AjaxPro-Method` header, authentication, the body, then the rules of
+    /// [`save_workspace`](crate::services::Services::save_workspace).
+    fn save_auth_keys(&self) -> Response {
+        let method = self
+            .headers
+            .get(ajaxpro::METHOD_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if method != ajaxpro::SAVE_AUTH_KEYS {
+            return ajaxpro::error(AjaxError::unknown_method(method));
+        }
+        let Some(principal) = self.principal() else {
+            return ajaxpro::error(AjaxError::unauthorized());
+        };
+        // AjaxPro reads the body whatever its content type; an empty one binds no parameter.
+        let value = if self.body.iter().all(u8::is_ascii_whitespace) {
+            Value::Object(serde_json::Map::new())
+        } else {
+            match serde_json::from_slice::<Value>(self.body) {
+                Ok(value) => value,
+                Err(e) => return ajaxpro::error(AjaxError::bad_body(format!("Invalid JSON: {e}"))),
+            }
+        };
+        let request = match AuthServiceRequest::bind_ajax_pro(&value) {
+            Ok(request) => request,
+            Err(e) => return ajaxpro::error(AjaxError::bad_body(e.message)),
+        };
+        let result = self
+            .shared
+            .lock()
+            .services
+            .save_workspace(principal, &request);
+        match result {
+            Ok(changed) => ajaxpro::value(Value::Bool(changed)),
+            Err(e) => ajaxpro::error(e),
+        }
+    }
+
+    /// Workspace's `GET /Management.aspx[?type=10]`: an admin gets the HTML page (with the keys
+    /// on `type=10`); no valid login is redirected to `/Auth.aspx`, a non-admin to `/`.
+    fn settings_page(&self) -> Response {
+        let Some(principal) = self.principal() else {
+            let asked = self.uri.path_and_query().map_or("/", |p| p.as_str());
+            return workspace::redirect_to_login(asked);
+        };
+        if !principal.admin {
+            return workspace::redirect("/");
+        }
+        let auth_keys = workspace::is_auth_keys_query(self.uri.query());
+        workspace::settings_page(self.shared.lock().services.all(), auth_keys)
     }
 
     fn list_services(&self) -> Response {
@@ -263,6 +399,30 @@ mod tests {
         assert_eq!(Route::of("/api/2.0/authentication"), Route::Authentication);
         assert_eq!(Route::of("/"), Route::Unknown);
         assert_eq!(Route::of("/api/2.0/settings/authservice/x"), Route::Unknown);
+    }
+
+    #[test]
+    fn workspace_routes_decode_and_depend_on_the_flavor() {
+        let save = crate::WORKSPACE_SAVE_PATH;
+        assert_eq!(Route::of(save), Route::AjaxAuthKeys);
+        assert_eq!(
+            Route::of(&save.replace(',', "%2C").to_ascii_uppercase()),
+            Route::AjaxAuthKeys
+        );
+        assert_eq!(Route::of("/management.aspx"), Route::ManagementPage);
+        assert_eq!(Route::of("/Management%2Easpx"), Route::ManagementPage);
+        assert_eq!(Route::of("/api%2F2.0/authentication"), Route::Unknown);
+        assert_eq!(Route::AjaxAuthKeys.on(Flavor::DocSpace), Route::Unknown);
+        assert_eq!(Route::ManagementPage.on(Flavor::DocSpace), Route::Unknown);
+        assert_eq!(Route::AuthService.on(Flavor::Workspace), Route::Unknown);
+        assert_eq!(Route::AuthService.on(Flavor::DocSpace), Route::AuthService);
+        assert_eq!(
+            Route::Authentication.on(Flavor::Workspace),
+            Route::Authentication
+        );
+        assert_eq!(decode_path("/a%"), "/a%");
+        assert_eq!(decode_path("/a%4"), "/a%4");
+        assert_eq!(decode_path("/a%41"), "/aA");
     }
 
     #[test]

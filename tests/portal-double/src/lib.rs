@@ -3,6 +3,11 @@
 //! `authservice-api.md` §1–§5: envelopes, authentication, check order, the clear-all and
 //! silent-drop semantics, `Bad keys` validation and the `appleID` listing quirk.
 //!
+//! With [`Flavor::Workspace`] it plays a Community Server v12 portal instead (§6): login at
+//! `/api/2.0/authentication.json`, keys saved by the AjaxPro call [`WORKSPACE_SAVE_PATH`]
+//! (`X-AjaxPro-Method: SaveAuthKeys`, always HTTP 200, outcome in-band) and read back only from
+//! the HTML settings page [`WORKSPACE_SETTINGS_PAGE`].
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use portal_double::{DoubleConfig, Fault, FaultKind, PortalDouble};
@@ -14,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+mod ajaxpro;
 mod auth;
 mod catalogue;
 mod config;
@@ -25,6 +31,7 @@ mod record;
 mod server;
 mod services;
 mod state;
+mod workspace;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -33,8 +40,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-pub use catalogue::docspace_catalogue;
-pub use config::{ApiKey, DoubleConfig, ServiceSpec, User, Validation};
+pub use catalogue::{docspace_catalogue, workspace_catalogue};
+pub use config::{ApiKey, DoubleConfig, Flavor, ServiceSpec, User, Validation};
 pub use faults::{Fault, FaultKind};
 pub use record::{AuthKind, RecordedRequest};
 
@@ -42,6 +49,17 @@ use state::Shared;
 
 /// The path of the authorization-keys endpoint, as recorded.
 const AUTHSERVICE_PATH: &str = "/api/2.0/settings/authservice";
+
+/// Workspace: the AjaxPro handler `SaveAuthKeys` is posted to (with the header
+/// `X-AjaxPro-Method: SaveAuthKeys`). Matched case-insensitively, `%2C` for the comma accepted.
+pub const WORKSPACE_SAVE_PATH: &str =
+    "/ajaxpro/ASC.Web.Studio.UserControls.Management.AuthorizationKeys,ASC.Web.Studio.ashx";
+
+/// Workspace: the settings page (path and query) that shows the authorization keys.
+pub const WORKSPACE_SETTINGS_PAGE: &str = "/Management.aspx?type=10";
+
+/// Workspace: where a login token is obtained (`/api/2.0/authentication` works too).
+pub const WORKSPACE_LOGIN_PATH: &str = "/api/2.0/authentication.json";
 
 /// A running portal double. The server runs on a tokio task of the runtime that started it;
 /// dropping the handle stops it and closes every open connection.
@@ -76,6 +94,11 @@ impl PortalDouble {
         self.addr
     }
 
+    /// The product this double plays.
+    pub fn flavor(&self) -> Flavor {
+        self.shared.flavor
+    }
+
     /// Every request received so far, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared.lock().log.all()
@@ -90,11 +113,20 @@ impl PortalDouble {
     }
 
     /// The JSON bodies of every POST to `/api/2.0/settings/authservice`, in order, whatever
-    /// was answered (bodies that were not JSON are left out).
+    /// was answered (bodies that were not JSON are left out). On a Workspace double: of every
+    /// POST to [`WORKSPACE_SAVE_PATH`] with `X-AjaxPro-Method: SaveAuthKeys`.
     pub fn posts(&self) -> Vec<serde_json::Value> {
+        let flavor = self.flavor();
         self.requests()
             .into_iter()
-            .filter(|r| r.method == "POST" && r.path == AUTHSERVICE_PATH)
+            .filter(|r| r.method == "POST")
+            .filter(|r| match flavor {
+                Flavor::DocSpace => r.path == AUTHSERVICE_PATH,
+                Flavor::Workspace => {
+                    handlers::is_ajax_auth_keys_path(&r.path)
+                        && r.ajax_method.as_deref() == Some(ajaxpro::SAVE_AUTH_KEYS)
+                }
+            })
             .filter_map(|r| r.body)
             .collect()
     }
@@ -104,8 +136,8 @@ impl PortalDouble {
         self.shared.lock().log.clear();
     }
 
-    /// A stored value; `None` if the service (by its real name, e.g. `appleid`) or prop does
-    /// not exist. `Some("")` is unset.
+    /// A stored value; `None` if the service (by its real name, e.g. `appleid`, or `Google` on
+    /// Workspace) or prop does not exist. `Some("")` is unset.
     pub fn value(&self, service: &str, prop: &str) -> Option<String> {
         self.shared.lock().services.value(service, prop)
     }
@@ -123,7 +155,8 @@ impl PortalDouble {
         self.shared.lock().services.set_value(service, prop, value);
     }
 
-    /// Adds a fault for requests to `/api/2.0/settings/authservice`.
+    /// Adds a fault for requests to `/api/2.0/settings/authservice` (Workspace: to
+    /// [`WORKSPACE_SAVE_PATH`] and `/Management.aspx`).
     pub fn inject(&self, fault: Fault) {
         self.shared.lock().faults.push(fault);
     }
@@ -132,7 +165,7 @@ impl PortalDouble {
         self.shared.lock().faults.clear();
     }
 
-    /// From now on the key gets 401.
+    /// From now on the key gets 401. (A Workspace double has no API keys.)
     pub fn revoke_api_key(&self, key: &str) {
         self.shared.lock().accounts.revoke_api_key(key);
     }

@@ -3,17 +3,21 @@
 use std::io::Write;
 use std::net::SocketAddr;
 
-use clap::Parser;
-use portal_double::{ApiKey, DoubleConfig, PortalDouble, User};
+use clap::{Parser, ValueEnum};
+use portal_double::{ApiKey, DoubleConfig, Flavor, PortalDouble, User};
 
-/// A test double of an ONLYOFFICE DocSpace portal's authorization-keys API.
+/// A test double of an ONLYOFFICE portal's authorization-keys API (DocSpace or Workspace).
 #[derive(Debug, Parser)]
 #[command(name = "portal-double", version)]
 struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8085")]
     listen: SocketAddr,
-    /// An admin API key with write scope (repeatable); default `sk-test-admin`.
+    /// Which product to play: DocSpace (REST `settings/authservice`) or Workspace (Community
+    /// Server v12: AjaxPro `SaveAuthKeys`, settings page `/Management.aspx?type=10`, login only).
+    #[arg(long, value_enum, default_value_t = FlavorArg::Docspace)]
+    flavor: FlavorArg,
+    /// An admin API key with write scope (repeatable); default `sk-test-admin`. DocSpace only.
     #[arg(long = "api-key", value_name = "KEY")]
     api_keys: Vec<String>,
     /// Model a plan without third-party services: POSTs to paid services get 402.
@@ -25,6 +29,12 @@ struct Args {
     /// An admin user who can log in (repeatable), as EMAIL:PASSWORD.
     #[arg(long = "user", value_name = "EMAIL:PASSWORD", value_parser = parse_user)]
     users: Vec<User>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FlavorArg {
+    Docspace,
+    Workspace,
 }
 
 fn parse_user(text: &str) -> Result<User, String> {
@@ -42,14 +52,26 @@ fn parse_user(text: &str) -> Result<User, String> {
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
+    let base = match args.flavor {
+        FlavorArg::Docspace => DoubleConfig::default(),
+        FlavorArg::Workspace => DoubleConfig::workspace(),
+    };
     let mut cfg = DoubleConfig {
         paid_allowed: !args.no_paid,
         max_value_len: args.max_value_len,
         users: args.users,
         listen: Some(args.listen),
-        ..DoubleConfig::default()
+        ..base
     };
-    if !args.api_keys.is_empty() {
+    if cfg.flavor == Flavor::Workspace {
+        eprintln!("portal-double: playing a Workspace (Community Server v12) portal");
+        if !args.api_keys.is_empty() {
+            eprintln!("portal-double: --api-key is ignored: a Workspace portal has no API keys");
+        }
+        if cfg.users.is_empty() {
+            eprintln!("portal-double: no --user given: nobody can log in to this Workspace portal");
+        }
+    } else if !args.api_keys.is_empty() {
         cfg.api_keys = args
             .api_keys
             .into_iter()
@@ -62,6 +84,7 @@ async fn main() -> std::io::Result<()> {
     }
     let portal = PortalDouble::start(cfg).await?;
     let mut stdout = std::io::stdout();
+    // scripts/demo.sh parses this line: keep its format.
     writeln!(stdout, "portal-double listening on {}", portal.url())?;
     stdout.flush()?;
     shutdown_signal().await;

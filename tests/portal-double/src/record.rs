@@ -15,6 +15,9 @@ pub struct RecordedRequest {
     /// The request body if it parsed as JSON.
     pub body: Option<Value>,
     pub auth: AuthKind,
+    /// The `X-AjaxPro-Method` header (Workspace's AjaxPro calls, e.g. `SaveAuthKeys`), if
+    /// the request had one.
+    pub ajax_method: Option<String>,
 }
 
 /// Which credential a request presented.

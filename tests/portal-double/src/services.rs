@@ -1,9 +1,10 @@
-//! The authorization-keys store and its rules (authservice-api.md §3–§5).
+//! The authorization-keys store and its rules (authservice-api.md §3–§6).
 
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
+use crate::ajaxpro::AjaxError;
 use crate::auth::Principal;
 use crate::catalogue::{listed_name, prop_title};
 use crate::config::{ServiceSpec, Validation};
@@ -25,6 +26,11 @@ impl Services {
             paid_allowed,
             max_value_len,
         }
+    }
+
+    /// Every service in portal order, with its current values.
+    pub fn all(&self) -> &[ServiceSpec] {
+        &self.services
     }
 
     fn find(&self, name: &str) -> Option<&ServiceSpec> {
@@ -146,6 +152,87 @@ impl Services {
                 value.clear();
             }
             return Err(ApiError::bad_request("Bad keys"));
+        }
+        Ok(changed)
+    }
+}
+
+impl Services {
+    /// Workspace's `SaveAuthKeys` (authservice-api.md §6): `Ok(true)` when something changed
+    /// (or all was cleared), `Ok(false)` when every value was already stored.
+    ///
+    /// Unlike DocSpace, all props of a service are saved together: a known prop that is empty
+    /// or not sent while any sent value is non-empty is `Please fill in all fields` and nothing
+    /// is saved; every known prop empty (and no non-empty unknown one) clears the service.
+    /// Unknown props are dropped. No length limit.
+    pub fn save_workspace(
+        &mut self,
+        principal: Principal,
+        request: &AuthServiceRequest,
+    ) -> Result<bool, AjaxError> {
+        if !principal.admin || !principal.write {
+            return Err(AjaxError::access_denied());
+        }
+        let paid_allowed = self.paid_allowed;
+        let name = request.name.as_deref().unwrap_or("");
+        let service = self
+            .find_mut(name)
+            .ok_or_else(|| AjaxError::unknown_service(name))?;
+        if !service.can_set {
+            return Err(AjaxError::access_denied());
+        }
+        if service.paid && !paid_allowed {
+            return Err(AjaxError::payment_required());
+        }
+        let Some(sent) = request.props.as_ref() else {
+            return Err(AjaxError::null_argument("props"));
+        };
+
+        // What each known prop would become; the last occurrence of a name wins.
+        let value_of = |prop: &str| {
+            sent.iter()
+                .rev()
+                .find(|p| p.name.as_deref() == Some(prop))
+                .and_then(|p| p.value.as_deref())
+                .unwrap_or("")
+        };
+        let any_filled = sent
+            .iter()
+            .any(|p| !p.value.as_deref().unwrap_or("").is_empty());
+        let any_known_empty = service
+            .props
+            .iter()
+            .any(|(name, _)| value_of(name).is_empty());
+        if any_filled && any_known_empty {
+            return Err(AjaxError::fill_all_fields());
+        }
+
+        let changed = if !any_filled {
+            for (_, value) in &mut service.props {
+                value.clear();
+            }
+            true
+        } else {
+            let mut changed = false;
+            let new_values: Vec<String> = service
+                .props
+                .iter()
+                .map(|(name, _)| value_of(name).to_owned())
+                .collect();
+            for ((_, stored), new_value) in service.props.iter_mut().zip(new_values) {
+                if *stored != new_value {
+                    *stored = new_value;
+                    changed = true;
+                }
+            }
+            changed
+        };
+
+        if service.validated == Validation::TelegramEnforced && !telegram_keys_valid(service) {
+            for (_, value) in &mut service.props {
+                value.clear();
+            }
+            return Err(AjaxError::bad_keys());
         }
         Ok(changed)
     }

@@ -3,7 +3,8 @@
 use std::sync::{Mutex, MutexGuard};
 
 use crate::auth::Accounts;
-use crate::config::DoubleConfig;
+use crate::catalogue::{docspace_catalogue, workspace_catalogue};
+use crate::config::{DoubleConfig, Flavor};
 use crate::faults::Faults;
 use crate::record::RequestLog;
 use crate::services::Services;
@@ -19,15 +20,27 @@ pub(crate) struct State {
 /// What the server task and the [`PortalDouble`](crate::PortalDouble) handle share.
 #[derive(Debug)]
 pub(crate) struct Shared {
+    /// Fixed for the double's life, so outside the lock.
+    pub flavor: Flavor,
     state: Mutex<State>,
 }
 
 impl Shared {
     pub fn new(cfg: DoubleConfig) -> Shared {
+        let (services, api_keys) = match cfg.flavor {
+            Flavor::DocSpace => (cfg.services, cfg.api_keys),
+            // Workspace has no API keys; a catalogue left at its (DocSpace) default becomes
+            // the Workspace one.
+            Flavor::Workspace if cfg.services == docspace_catalogue() => {
+                (workspace_catalogue(), Vec::new())
+            }
+            Flavor::Workspace => (cfg.services, Vec::new()),
+        };
         Shared {
+            flavor: cfg.flavor,
             state: Mutex::new(State {
-                services: Services::new(cfg.services, cfg.paid_allowed, cfg.max_value_len),
-                accounts: Accounts::new(cfg.api_keys, cfg.users),
+                services: Services::new(services, cfg.paid_allowed, cfg.max_value_len),
+                accounts: Accounts::new(api_keys, cfg.users),
                 faults: Faults::default(),
                 log: RequestLog::default(),
             }),
