@@ -149,7 +149,7 @@ async fn approle_token_is_reused_renewed_and_replaced_after_revocation() {
         "the token is renewed before it expires: {mine:?}"
     );
     assert!(
-        logins >= 1 && logins <= 3,
+        (1..=3).contains(&logins),
         "a login per max TTL, never per cycle ({cycles} cycles): {logins}"
     );
     assert!((logins as f64) < cycles / 2.0);
