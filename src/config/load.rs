@@ -18,8 +18,8 @@ use toml::Spanned;
 
 use super::reference::{PropRef, SecretRef};
 use super::{
-    AwsSourceConfig, Config, FilesSourceConfig, LogConfig, MapConfig, PortalAuth, PortalConfig,
-    ServerConfig, SourceConfig, SyncConfig, VaultSourceConfig,
+    AwsSourceConfig, Config, FilesSourceConfig, Flavor, LogConfig, MapConfig, PortalAuth,
+    PortalConfig, ServerConfig, SourceConfig, SyncConfig, VaultSourceConfig,
 };
 use crate::catalog;
 use crate::secret::{SecretSetting, SecretString};
@@ -144,6 +144,8 @@ struct RawPortal {
     timeout: Option<Duration>,
     #[serde(default)]
     ca_cert: Option<PathBuf>,
+    #[serde(default)]
+    flavor: Flavor,
 }
 
 struct Cx<'a> {
@@ -473,6 +475,13 @@ impl<'a> Cx<'a> {
                     continue;
                 }
             };
+            if p.flavor == Flavor::Workspace && matches!(auth, PortalAuth::ApiKey(_)) {
+                self.error(
+                    name.span(),
+                    format!("{what}: Workspace portals have no API keys; set `user` + `password` of an administrator"),
+                );
+                continue;
+            }
             let timeout = p.timeout.unwrap_or(Duration::from_secs(15));
             if timeout.is_zero() {
                 self.error(
@@ -485,6 +494,7 @@ impl<'a> Cx<'a> {
                 name.into_inner(),
                 PortalConfig {
                     url,
+                    flavor: p.flavor,
                     auth,
                     timeout,
                     ca_cert: p.ca_cert,

@@ -329,11 +329,25 @@ pub enum PortalAuth {
     },
 }
 
+/// Which kind of portal a `[portals.NAME]` block is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavor {
+    /// ONLYOFFICE DocSpace: `GET/POST /api/2.0/settings/authservice`.
+    #[default]
+    Docspace,
+    /// ONLYOFFICE Workspace (Community Server v12): the settings page's AjaxPro call.
+    /// Best effort; needs `user` + `password` (Workspace has no API keys).
+    Workspace,
+}
+
 /// `[portals.NAME]`: a portal to keep in sync.
 #[derive(Debug, Clone)]
 pub struct PortalConfig {
     /// Base URL, e.g. `https://docs.example.com`.
     pub url: url::Url,
+    /// `docspace` (default) or `workspace`.
+    pub flavor: Flavor,
     pub auth: PortalAuth,
     /// Per-request timeout (default 15 s).
     pub timeout: Duration,

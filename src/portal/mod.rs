@@ -6,6 +6,7 @@
 //! since serde's messages can quote the offending value.
 
 mod error;
+mod workspace;
 
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,7 @@ use tokio::sync::Mutex;
 
 pub use error::PortalError;
 
-use crate::config::{PortalAuth, PortalConfig};
+use crate::config::{Flavor, PortalAuth, PortalConfig};
 use crate::metrics::metrics;
 use crate::secret::{ExposeSecret, SecretString};
 
@@ -67,6 +68,9 @@ pub struct PortalClient {
     timeout: Duration,
     /// Login token (user + password auth), reused until the portal refuses it.
     token: Mutex<Option<SecretString>>,
+    flavor: Flavor,
+    /// Workspace: DocSpace-style service name → the portal's own (`google` → `Google`).
+    wire_names: std::sync::Mutex<std::collections::HashMap<String, String>>,
     /// After a failed login, no new attempt before this instant: the portal locks the
     /// account for 60 s after 5 failures, so authsync never retries in a loop.
     login_blocked_until: std::sync::Mutex<Option<(Instant, String)>>,
@@ -126,7 +130,9 @@ impl PortalClient {
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout)
             .user_agent(concat!("authsync/", env!("CARGO_PKG_VERSION")))
-            .pool_idle_timeout(Duration::from_secs(90));
+            .pool_idle_timeout(Duration::from_secs(90))
+            // A redirect means "log in" (Workspace) or a misconfigured URL: never follow.
+            .redirect(reqwest::redirect::Policy::none());
         if let Some(ca) = &cfg.ca_cert {
             let pem = std::fs::read(ca).map_err(|e| {
                 PortalError::Connect(format!("cannot read ca_cert {}: {e}", ca.display()))
@@ -154,6 +160,8 @@ impl PortalClient {
             timeout: cfg.timeout,
             token: Mutex::new(None),
             login_blocked_until: std::sync::Mutex::new(None),
+            flavor: cfg.flavor,
+            wire_names: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -163,7 +171,20 @@ impl PortalClient {
 
     /// Every service the portal has keys for.
     pub async fn services(&self) -> Result<Vec<PortalService>, PortalError> {
-        let body = self.call(Method::GET, AUTHSERVICE, None, &[]).await?;
+        if self.flavor == Flavor::Workspace {
+            let body = self
+                .call(Method::GET, workspace::SETTINGS_PAGE, None, &[], &[])
+                .await?;
+            let listed = workspace::parse_settings_page(&String::from_utf8_lossy(&body))?;
+            if let Ok(mut names) = self.wire_names.lock() {
+                *names = listed
+                    .iter()
+                    .map(|(wire, s)| (s.name.clone(), wire.clone()))
+                    .collect();
+            }
+            return Ok(listed.into_iter().map(|(_, s)| s).collect());
+        }
+        let body = self.call(Method::GET, AUTHSERVICE, None, &[], &[]).await?;
         let services: Vec<WireService> = decode(&body)?;
         Ok(services
             .into_iter()
@@ -210,6 +231,9 @@ impl PortalClient {
                 "refusing to send only empty values: the portal would clear every key of the service".into(),
             ));
         }
+        if self.flavor == Flavor::Workspace {
+            return self.workspace_set(service, props).await;
+        }
         let body = serde_json::json!({
             "name": service,
             "props": props
@@ -219,9 +243,68 @@ impl PortalClient {
         });
         let sent: Vec<&str> = props.iter().map(|(_, v)| v.expose_secret()).collect();
         let body = self
-            .call(Method::POST, AUTHSERVICE, Some(&body), &sent)
+            .call(Method::POST, AUTHSERVICE, Some(&body), &sent, &[])
             .await?;
         decode::<bool>(&body)
+    }
+
+    /// Workspace: every prop of the service in one AjaxPro call, the unmapped ones
+    /// carried over from the settings page (the portal refuses a partial set).
+    async fn workspace_set(
+        &self,
+        service: &str,
+        props: &[(String, SecretString)],
+    ) -> Result<bool, PortalError> {
+        let current = self.services().await?;
+        let Some(svc) = current.iter().find(|s| s.name == service) else {
+            return Err(PortalError::Forbidden(format!(
+                "the portal has no service `{service}`"
+            )));
+        };
+        let wire = self
+            .wire_names
+            .lock()
+            .ok()
+            .and_then(|n| n.get(service).cloned())
+            .unwrap_or_else(|| service.to_string());
+        let mut all: Vec<(String, SecretString)> = Vec::new();
+        for p in &svc.props {
+            let value = props
+                .iter()
+                .find(|(n, _)| n == &p.name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| p.value.clone());
+            all.push((p.name.clone(), value));
+        }
+        let empty: Vec<&str> = all
+            .iter()
+            .filter(|(_, v)| v.expose_secret().is_empty())
+            .map(|(n, _)| n.as_str())
+            .collect();
+        if !empty.is_empty() {
+            return Err(PortalError::BadRequest(format!(
+                "Workspace saves every prop of `{wire}` together and refuses empty ones; map {} too (nothing was sent)",
+                empty.join(", ")
+            )));
+        }
+        let body = serde_json::json!({
+            "name": wire,
+            "props": all
+                .iter()
+                .map(|(name, value)| serde_json::json!({ "Name": name, "Value": value.expose_secret() }))
+                .collect::<Vec<_>>(),
+        });
+        let sent: Vec<&str> = all.iter().map(|(_, v)| v.expose_secret()).collect();
+        let bytes = self
+            .call(
+                Method::POST,
+                workspace::SAVE_PATH,
+                Some(&body),
+                &sent,
+                &[workspace::SAVE_METHOD],
+            )
+            .await?;
+        workspace::parse_save_answer(&bytes, |m| scrub_values(m, &sent))
     }
 
     /// One request with retries for errors that may pass, and one re-login when a
@@ -232,12 +315,25 @@ impl PortalClient {
         path: &str,
         body: Option<&serde_json::Value>,
         sent: &[&str],
+        headers: &[(&str, &str)],
     ) -> Result<Vec<u8>, PortalError> {
         let mut relogged = false;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let result = self.send_once(method.clone(), path, body, sent).await;
+            let mut result = self
+                .send_once(method.clone(), path, body, sent, headers)
+                .await;
+            // Workspace answers AjaxPro errors in-band: a refused token shows up here.
+            if self.flavor == Flavor::Workspace && path == workspace::SAVE_PATH {
+                if let Ok(bytes) = &result {
+                    if let Err(PortalError::Unauthorized) =
+                        workspace::parse_save_answer(bytes, |m| m)
+                    {
+                        result = Err(PortalError::Unauthorized);
+                    }
+                }
+            }
             match result {
                 Err(PortalError::Unauthorized)
                     if matches!(self.auth, PortalAuth::Login { .. }) && !relogged =>
@@ -262,6 +358,7 @@ impl PortalClient {
         path: &str,
         body: Option<&serde_json::Value>,
         sent: &[&str],
+        headers: &[(&str, &str)],
     ) -> Result<Vec<u8>, PortalError> {
         let url = self.url(path)?;
         let mut req = self
@@ -269,6 +366,9 @@ impl PortalClient {
             .request(method.clone(), url)
             .header("Accept", "application/json");
         req = req.header(AUTHORIZATION, self.authorization().await?);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
         if let Some(body) = body {
             req = req.json(body);
         }
@@ -286,6 +386,11 @@ impl PortalClient {
             }
         };
         let status = resp.status();
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         metrics().portal_request(&self.name, method.as_str(), status.as_str());
         let retry_after = resp
             .headers()
@@ -308,6 +413,12 @@ impl PortalClient {
             StatusCode::BAD_REQUEST if message.trim() == "Bad keys" => PortalError::BadKeys,
             StatusCode::BAD_REQUEST => PortalError::BadRequest(message),
             StatusCode::TOO_MANY_REQUESTS => PortalError::RateLimited { retry_after },
+            // Workspace sends an unauthenticated page request to its login page.
+            s if s.is_redirection()
+                && location.as_deref().is_some_and(|l| l.contains("Auth.aspx")) =>
+            {
+                PortalError::Unauthorized
+            }
             s if s.is_server_error() => PortalError::Server {
                 status: s.as_u16(),
                 message,
@@ -391,7 +502,11 @@ impl PortalClient {
         let body = serde_json::json!({ "userName": user, "password": password.expose_secret() });
         let resp = self
             .http
-            .post(self.url(LOGIN)?)
+            .post(self.url(if self.flavor == Flavor::Workspace {
+                workspace::LOGIN
+            } else {
+                LOGIN
+            })?)
             .header("Accept", "application/json")
             .json(&body)
             .send()
@@ -477,15 +592,20 @@ fn error_message(bytes: &[u8], sent: &[&str]) -> String {
         None if bytes.is_empty() => String::new(),
         None => format!("a {}-byte body that is not JSON", bytes.len()),
     };
-    let mut message: String = message.chars().take(300).collect();
-    for value in sent.iter().filter(|v| v.len() >= 4) {
-        message = message.replace(value, "**REDACTED**");
-    }
+    let message = scrub_values(message.chars().take(300).collect(), sent);
     if message.is_empty() {
         "no message".into()
     } else {
         message
     }
+}
+
+/// Replaces any sent value that a portal echoed in a message.
+fn scrub_values(mut message: String, sent: &[&str]) -> String {
+    for value in sent.iter().filter(|v| v.len() >= 4) {
+        message = message.replace(value, "**REDACTED**");
+    }
+    message
 }
 
 /// Exponential backoff with full jitter, or the portal's `Retry-After` (capped).

@@ -256,9 +256,16 @@ pub fn posted(double: &PortalDouble) -> Vec<(String, Vec<String>)> {
             let name = b["name"].as_str().unwrap_or_default().to_string();
             let props = b["props"]
                 .as_array()
+                // DocSpace sends `name`, Workspace's AjaxPro call `Name`.
                 .map(|a| {
                     a.iter()
-                        .map(|p| p["name"].as_str().unwrap_or_default().to_string())
+                        .map(|p| {
+                            p["name"]
+                                .as_str()
+                                .or(p["Name"].as_str())
+                                .unwrap_or_default()
+                                .to_string()
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
