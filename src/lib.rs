@@ -19,6 +19,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod errors;
 pub mod fingerprint;
 pub mod logging;
 pub mod mapping;

@@ -115,13 +115,7 @@ async fn approle_token_is_reused_renewed_and_replaced_after_revocation() {
     .iter()
     .enumerate()
     {
-        w.bao
-            .kv2_put(
-                "secret",
-                "oauth/google",
-                &[("client_id", GOOGLE_ID), ("client_secret", secret)],
-            )
-            .await;
+        w.rotate_google(secret).await;
         d.wait_for(&format!("rotation {i}"), Duration::from_secs(8), || async {
             w.alpha.value("google", "googleClientSecret").as_deref() == Some(*secret)
         })
@@ -157,13 +151,7 @@ async fn approle_token_is_reused_renewed_and_replaced_after_revocation() {
     // Revoke the daemon's token behind its back: it logs in again and carries on.
     revoke_all_child_tokens(&w).await;
     audit.mark();
-    w.bao
-        .kv2_put(
-            "secret",
-            "oauth/google",
-            &[("client_id", GOOGLE_ID), ("client_secret", GOOGLE_SECRET_2)],
-        )
-        .await;
+    w.rotate_google(GOOGLE_SECRET_2).await;
     d.wait_for(
         "the rotation after revocation",
         Duration::from_secs(8),
@@ -428,13 +416,7 @@ async fn portal_login_token_is_reused_and_renewed_after_expiry() {
     // The portal expires every token: the next request gets 401, authsync logs in once
     // more and carries on.
     w.alpha.expire_tokens();
-    w.bao
-        .kv2_put(
-            "secret",
-            "oauth/google",
-            &[("client_id", GOOGLE_ID), ("client_secret", GOOGLE_SECRET_2)],
-        )
-        .await;
+    w.rotate_google(GOOGLE_SECRET_2).await;
     assert_eq!(d.trigger(Some("trigger-PLANTED"), None).await, 202);
     d.wait_for(
         "the push after re-login",

@@ -50,6 +50,29 @@ async fn assert_no_leaks(w: &World, output: &str, metrics: &str) {
     }
 }
 
+/// Stops the daemon with SIGTERM, expects exit 0, and scans everything it left for
+/// planted secrets. Returns its output.
+async fn finish(w: &World, d: Daemon) -> String {
+    let metrics = d.metrics_text().await;
+    let (code, output) = d.stop().await;
+    assert_eq!(code, 0, "SIGTERM exits 0:\n{output}");
+    assert_no_leaks(w, &output, &metrics).await;
+    output
+}
+
+/// Writes a daemon config (standard maps plus `sync` settings) and starts a ready daemon.
+async fn start_daemon(
+    w: &World,
+    sync: &str,
+    tag: &str,
+) -> (Daemon, std::path::PathBuf, String, String) {
+    let (text, listen) = daemon_config(w, sync, STANDARD_MAPS);
+    let cfg = w.write(&format!("{tag}.toml"), &text);
+    let mut d = Daemon::start(&cfg, &env(w), &listen, tag).await;
+    d.wait_ready().await;
+    (d, cfg, text, listen)
+}
+
 async fn value_is(
     double: &portal_double::PortalDouble,
     service: &str,
@@ -62,10 +85,7 @@ async fn value_is(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotations_reach_both_portals_within_an_interval_and_metrics_move() {
     let w = World::start().await;
-    let (text, listen) = daemon_config(&w, "interval = \"1s\"", STANDARD_MAPS);
-    let cfg = w.write("a.toml", &text);
-    let mut d = Daemon::start(&cfg, &env(&w), &listen, "a").await;
-    d.wait_ready().await;
+    let (d, _, _, _) = start_daemon(&w, "interval = \"1s\"", "a").await;
     for double in [&w.alpha, &w.beta] {
         assert_eq!(
             double.value("google", "googleClientSecret").as_deref(),
@@ -101,13 +121,7 @@ async fn rotations_reach_both_portals_within_an_interval_and_metrics_move() {
     assert_eq!(d.metric("authsync_build_info", &[]).await, 1.0);
 
     // Vault KV v2 rotation: within one interval (plus the cycle itself).
-    w.bao
-        .kv2_put(
-            "secret",
-            "oauth/google",
-            &[("client_id", GOOGLE_ID), ("client_secret", GOOGLE_SECRET_2)],
-        )
-        .await;
+    w.rotate_google(GOOGLE_SECRET_2).await;
     let rotated = Instant::now();
     d.wait_for(
         "the Vault rotation on both portals",
@@ -167,29 +181,17 @@ async fn rotations_reach_both_portals_within_an_interval_and_metrics_move() {
             >= 5.0
     );
 
-    let metrics = d.metrics_text().await;
-    let (code, output) = d.stop().await;
-    assert_eq!(code, 0, "SIGTERM exits 0:\n{output}");
-    assert_no_leaks(&w, &output, &metrics).await;
+    finish(&w, d).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trigger_pushes_within_a_second_and_checks_its_token() {
     let w = World::start().await;
-    let (text, listen) = daemon_config(&w, "interval = \"1h\"", STANDARD_MAPS);
-    let cfg = w.write("a.toml", &text);
-    let mut d = Daemon::start(&cfg, &env(&w), &listen, "t").await;
-    d.wait_ready().await;
+    let (d, _, _, _) = start_daemon(&w, "interval = \"1h\"", "t").await;
 
     assert_eq!(d.trigger(None, None).await, 401);
     assert_eq!(d.trigger(Some("wrong"), None).await, 401);
-    w.bao
-        .kv2_put(
-            "secret",
-            "oauth/google",
-            &[("client_id", GOOGLE_ID), ("client_secret", GOOGLE_SECRET_2)],
-        )
-        .await;
+    w.rotate_google(GOOGLE_SECRET_2).await;
     let t0 = Instant::now();
     assert_eq!(
         d.trigger(
@@ -210,10 +212,7 @@ async fn trigger_pushes_within_a_second_and_checks_its_token() {
         Some(GOOGLE_SECRET)
     );
 
-    let metrics = d.metrics_text().await;
-    let (code, output) = d.stop().await;
-    assert_eq!(code, 0, "{output}");
-    assert_no_leaks(&w, &output, &metrics).await;
+    finish(&w, d).await;
 }
 
 /// Request counts of a run of quiet cycles, per server.
@@ -255,10 +254,7 @@ async fn quiet_cycles(drift: &str) -> (Quiet, World) {
     proxy.reset();
     w.clear_requests();
     d.wait_cycles(3.0, Duration::from_secs(15)).await;
-    let metrics = d.metrics_text().await;
-    let (code, output) = d.stop().await;
-    assert_eq!(code, 0, "{output}");
-    assert_no_leaks(&w, &output, &metrics).await;
+    let output = finish(&w, d).await;
     audit.settle().await;
     let mine: Vec<_> = audit
         .requests()
@@ -379,13 +375,7 @@ async fn rotation_cycle_reads_only_what_changed_and_batches_aws_reads() {
     w.moto
         .put_secret_value("docspace/extra-1", r#"{"id":"x1-rotated"}"#)
         .await;
-    w.bao
-        .kv2_put(
-            "secret",
-            "oauth/google",
-            &[("client_id", GOOGLE_ID), ("client_secret", GOOGLE_SECRET_2)],
-        )
-        .await;
+    w.rotate_google(GOOGLE_SECRET_2).await;
     d.wait_for("both rotations", Duration::from_secs(10), || async {
         value_is(&w.alpha, "box", "boxClientId", "x1-rotated").await
             && value_is(&w.beta, "google", "googleClientSecret", GOOGLE_SECRET_2).await
@@ -456,10 +446,8 @@ fn posted_services(double: &portal_double::PortalDouble) -> Vec<(String, Vec<Str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enforce_reverts_portal_edits_and_ignore_leaves_them() {
     let w = World::start().await;
-    let (text, listen) = daemon_config(&w, "interval = \"1s\"\ndrift = \"enforce\"", STANDARD_MAPS);
-    let cfg = w.write("e.toml", &text);
-    let mut d = Daemon::start(&cfg, &env(&w), &listen, "e").await;
-    d.wait_ready().await;
+    let (d, _, text, listen) =
+        start_daemon(&w, "interval = \"1s\"\ndrift = \"enforce\"", "e").await;
     w.alpha
         .set_value("google", "googleClientId", "edited-in-the-ui");
     d.wait_for("the edit reverted", Duration::from_secs(5), || async {
@@ -493,32 +481,20 @@ async fn enforce_reverts_portal_edits_and_ignore_leaves_them() {
         Some("edited-in-the-ui")
     );
     // …until the source changes: then the new values are pushed.
-    w.bao
-        .kv2_put(
-            "secret",
-            "oauth/google",
-            &[("client_id", GOOGLE_ID), ("client_secret", GOOGLE_SECRET_2)],
-        )
-        .await;
+    w.rotate_google(GOOGLE_SECRET_2).await;
     d.wait_for(
         "the rotation in ignore mode",
         Duration::from_secs(5),
         || async { value_is(&w.alpha, "google", "googleClientSecret", GOOGLE_SECRET_2).await },
     )
     .await;
-    let metrics = d.metrics_text().await;
-    let (code, output) = d.stop().await;
-    assert_eq!(code, 0, "{output}");
-    assert_no_leaks(&w, &output, &metrics).await;
+    finish(&w, d).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_makes_zero_posts_and_a_corrupt_state_file_is_survived() {
     let w = World::start().await;
-    let (text, listen) = daemon_config(&w, "interval = \"1h\"", STANDARD_MAPS);
-    let cfg = w.write("s.toml", &text);
-    let mut d = Daemon::start(&cfg, &env(&w), &listen, "s1").await;
-    d.wait_ready().await;
+    let (d, cfg, _, listen) = start_daemon(&w, "interval = \"1h\"", "s1").await;
     assert_eq!(w.posts(), 7);
     let (code, _) = d.stop().await;
     assert_eq!(code, 0);
@@ -565,10 +541,7 @@ async fn restart_makes_zero_posts_and_a_corrupt_state_file_is_survived() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_with_a_broken_config_keeps_the_old_one_running() {
     let w = World::start().await;
-    let (text, listen) = daemon_config(&w, "interval = \"1s\"", STANDARD_MAPS);
-    let cfg = w.write("h.toml", &text);
-    let mut d = Daemon::start(&cfg, &env(&w), &listen, "h").await;
-    d.wait_ready().await;
+    let (d, cfg, text, _) = start_daemon(&w, "interval = \"1s\"", "h").await;
 
     std::fs::write(
         &cfg,
@@ -584,13 +557,7 @@ async fn sighup_with_a_broken_config_keeps_the_old_one_running() {
     })
     .await;
     // Still syncing with the old config.
-    w.bao
-        .kv2_put(
-            "secret",
-            "oauth/google",
-            &[("client_id", GOOGLE_ID), ("client_secret", GOOGLE_SECRET_2)],
-        )
-        .await;
+    w.rotate_google(GOOGLE_SECRET_2).await;
     d.wait_for(
         "a rotation after the failed reload",
         Duration::from_secs(5),
@@ -624,22 +591,13 @@ async fn sighup_with_a_broken_config_keeps_the_old_one_running() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_portal_does_not_delay_the_other() {
     let w = World::start().await;
-    let (text, listen) = daemon_config(&w, "interval = \"1h\"", STANDARD_MAPS);
-    let cfg = w.write("slow.toml", &text);
-    let mut d = Daemon::start(&cfg, &env(&w), &listen, "slow").await;
-    d.wait_ready().await;
+    let (d, _, _, _) = start_daemon(&w, "interval = \"1h\"", "slow").await;
     w.beta.inject(Fault {
         kind: FaultKind::Hang,
         method: None,
         times: None,
     });
-    w.bao
-        .kv2_put(
-            "secret",
-            "oauth/google",
-            &[("client_id", GOOGLE_ID), ("client_secret", GOOGLE_SECRET_2)],
-        )
-        .await;
+    w.rotate_google(GOOGLE_SECRET_2).await;
     let t0 = Instant::now();
     assert_eq!(d.trigger(Some(TRIGGER_TOKEN), None).await, 202);
     // beta's timeout is 3 s (three attempts): alpha must not wait for it.
@@ -666,10 +624,7 @@ async fn a_hanging_portal_does_not_delay_the_other() {
             >= 1.0
     );
     w.beta.clear_faults();
-    let metrics = d.metrics_text().await;
-    let (code, output) = d.stop().await;
-    assert_eq!(code, 0, "{output}");
-    assert_no_leaks(&w, &output, &metrics).await;
+    finish(&w, d).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

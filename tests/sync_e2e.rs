@@ -79,13 +79,7 @@ async fn unchanged_second_sync_sends_no_post_and_rotation_pushes_only_what_chang
     assert_eq!(w.posts(), 0, "an unchanged cycle must not POST");
 
     // Rotate one Vault field (new KV v2 version) and one AWS field (put_secret_value).
-    w.bao
-        .kv2_put(
-            "secret",
-            "oauth/google",
-            &[("client_id", GOOGLE_ID), ("client_secret", GOOGLE_SECRET_2)],
-        )
-        .await;
+    w.rotate_google(GOOGLE_SECRET_2).await;
     w.moto
         .put_secret_value("docspace/backup-s3", &s3_json(S3_ACCESS, S3_SECRET_2))
         .await;

@@ -77,13 +77,7 @@ async fn workspace_portal_is_synced_next_to_a_docspace_one() {
     assert_eq!(w.alpha.count("POST", SAVE), 0);
 
     // A rotation: one save for Google, carrying every prop of the service.
-    w.bao
-        .kv2_put(
-            "secret",
-            "oauth/google",
-            &[("client_id", GOOGLE_ID), ("client_secret", GOOGLE_SECRET_2)],
-        )
-        .await;
+    w.rotate_google(GOOGLE_SECRET_2).await;
     w.alpha.clear_requests();
     let rotated = authsync(&cfg, &["sync"], &env).await;
     rotated.assert_no_secrets(&["ws-pw-PLANTED"]);

@@ -134,15 +134,7 @@ impl PortalClient {
             // A redirect means "log in" (Workspace) or a misconfigured URL: never follow.
             .redirect(reqwest::redirect::Policy::none());
         if let Some(ca) = &cfg.ca_cert {
-            let pem = std::fs::read(ca).map_err(|e| {
-                PortalError::Connect(format!("cannot read ca_cert {}: {e}", ca.display()))
-            })?;
-            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
-                PortalError::Connect(format!(
-                    "ca_cert {} is not a PEM certificate: {e}",
-                    ca.display()
-                ))
-            })?;
+            let cert = crate::errors::load_ca(ca).map_err(PortalError::Connect)?;
             builder = builder.add_root_certificate(cert);
         }
         let http = builder
@@ -437,7 +429,7 @@ impl PortalClient {
         if e.is_timeout() {
             PortalError::Timeout(self.timeout)
         } else {
-            PortalError::Connect(chain(e))
+            PortalError::Connect(crate::errors::chain(e))
         }
     }
 
@@ -619,15 +611,4 @@ fn backoff(attempt: u32, e: &PortalError) -> Duration {
     let ceiling = Duration::from_millis(250 * 2u64.pow(attempt.min(6)));
     let ms = rand::rng().random_range(ceiling.as_millis() as u64 / 2..=ceiling.as_millis() as u64);
     Duration::from_millis(ms)
-}
-
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut msg = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        msg.push_str(": ");
-        msg.push_str(&inner.to_string());
-        cur = inner.source();
-    }
-    msg
 }

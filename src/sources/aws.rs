@@ -344,31 +344,23 @@ where
         SdkError::TimeoutError(_) => SourceError::Unavailable("timed out".into()),
         SdkError::DispatchFailure(d) => {
             if let Some(conn) = d.as_connector_error() {
-                SourceError::Unavailable(format!("cannot reach the endpoint: {}", chain(conn)))
+                SourceError::Unavailable(format!(
+                    "cannot reach the endpoint: {}",
+                    crate::errors::chain(conn)
+                ))
             } else {
                 SourceError::Unavailable("the request could not be sent".into())
             }
         }
         SdkError::ConstructionFailure(_) => SourceError::Auth(format!(
             "the request could not be built ({}); are AWS credentials and a region available?",
-            chain(&e)
+            crate::errors::chain(&e)
         )),
         SdkError::ResponseError(_) => {
             SourceError::Unavailable("the response could not be decoded".into())
         }
-        _ => SourceError::Unavailable(chain(&e)),
+        _ => SourceError::Unavailable(crate::errors::chain(&e)),
     }
-}
-
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut msg = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        msg.push_str(": ");
-        msg.push_str(&inner.to_string());
-        cur = inner.source();
-    }
-    msg
 }
 
 #[cfg(test)]

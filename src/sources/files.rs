@@ -69,20 +69,7 @@ impl Source for FilesSource {
         let mut text = String::from_utf8(bytes)
             .map_err(|_| SourceError::Invalid(format!("{} is not UTF-8 text", file.display())))?;
         trim_one_newline(&mut text);
-        // The version is the content's identity to the filesystem: mtime and size.
-        let version = tokio::fs::metadata(&file).await.ok().and_then(|m| {
-            let mtime = m
-                .modified()
-                .ok()?
-                .duration_since(std::time::UNIX_EPOCH)
-                .ok()?;
-            Some(format!(
-                "{}.{:09}-{}",
-                mtime.as_secs(),
-                mtime.subsec_nanos(),
-                m.len()
-            ))
-        });
+        let version = stat_version(&file).await;
         Ok(Secret {
             version,
             content: Content::Text(SecretString::from(text)),

@@ -61,15 +61,7 @@ impl VaultSource {
         let mut http = reqwest::Client::builder().timeout(cfg.timeout);
         if let Some(ca) = &cfg.ca_cert {
             ca_certs.push(ca.display().to_string());
-            let pem = std::fs::read(ca).map_err(|e| {
-                SourceError::Invalid(format!("cannot read ca_cert {}: {e}", ca.display()))
-            })?;
-            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
-                SourceError::Invalid(format!(
-                    "ca_cert {} is not a PEM certificate: {e}",
-                    ca.display()
-                ))
-            })?;
+            let cert = crate::errors::load_ca(ca).map_err(SourceError::Invalid)?;
             http = http.add_root_certificate(cert);
         }
         let http = http
@@ -572,7 +564,7 @@ fn describe(e: &ClientError) -> String {
     match e {
         ClientError::RestClientError { source } => match source {
             Rest::RequestError { source, .. } => {
-                format!("request failed: {}", root_cause(source.as_ref()))
+                format!("request failed: {}", crate::errors::chain(source.as_ref()))
             }
             Rest::ServerResponseError { code, .. } => format!("server answered HTTP {code}"),
             Rest::ResponseParseError { .. } | Rest::ResponseConversionError { .. } => {
@@ -585,22 +577,12 @@ fn describe(e: &ClientError) -> String {
     }
 }
 
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut msg = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        msg = format!("{msg}: {inner}");
-        cur = inner.source();
-    }
-    msg
-}
-
 fn reqwest_reason(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "timed out".into()
     } else if e.is_connect() {
-        format!("cannot connect: {}", root_cause(e))
+        format!("cannot connect: {}", crate::errors::chain(e))
     } else {
-        root_cause(e)
+        crate::errors::chain(e)
     }
 }

@@ -210,6 +210,17 @@ timeout = "3s"
         run
     }
 
+    /// A new KV v2 version of `secret/oauth/google` with a new client secret.
+    pub async fn rotate_google(&self, client_secret: &str) {
+        self.bao
+            .kv2_put(
+                "secret",
+                "oauth/google",
+                &[("client_id", GOOGLE_ID), ("client_secret", client_secret)],
+            )
+            .await;
+    }
+
     /// POSTs to settings/authservice seen by both doubles.
     pub fn posts(&self) -> usize {
         self.alpha.count("POST", AUTHSERVICE) + self.beta.count("POST", AUTHSERVICE)
