@@ -62,6 +62,9 @@ struct Health {
     next_try: Instant,
 }
 
+/// Pushes in flight to one portal at once.
+const PUSH_CONCURRENCY: usize = 4;
+
 /// Longest a failing portal is left alone between attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
 const BASE_BACKOFF: Duration = Duration::from_secs(15);
@@ -286,15 +289,31 @@ impl Engine {
             }
         }
 
+        // Services of one portal are independent: push a few at once (well under the
+        // portal's limit of 15 concurrent writes per user).
+        let sent: Vec<_> = stream::iter(to_push)
+            .map(|(idx, p, values)| {
+                let client = client.clone();
+                let service = services[idx].service.clone();
+                async move {
+                    let result = client.set(&service, &p.payload).await;
+                    (idx, p, values, result)
+                }
+            })
+            .buffer_unordered(PUSH_CONCURRENCY)
+            .collect()
+            .await;
+        let mut sent = sent;
+        sent.sort_by_key(|(idx, ..)| *idx);
         let mut pushed: Vec<(usize, BTreeMap<String, SecretString>)> = Vec::new();
-        for (idx, p, values) in to_push {
+        for (idx, p, values, result) in sent {
             let service = services[idx].service.clone();
             let props: Vec<&str> = p.changes.iter().map(|c| c.prop.as_str()).collect();
             // A push while the sources still match the last confirmed values means the
             // portal was edited behind our back: a drift correction.
             let drift = confirmed(state, &portal, &service)
                 .is_some_and(|c| *c == self.fingerprint(&values));
-            match client.set(&service, &p.payload).await {
+            match result {
                 Ok(changed) => {
                     tracing::info!(portal = %portal, service = %service, props = %props.join(","), drift_correction = drift, portal_reported_change = changed, "pushed");
                     if drift {
