@@ -127,6 +127,7 @@ impl Engine {
         state: &mut State,
     ) -> CycleReport {
         let started = Instant::now();
+        tracing::debug!(freshness = ?opts.freshness, "cycle started");
         let targets = mapping::targets(&self.config, filter);
         let resolution =
             resolve::resolve(&targets, &self.sources, &self.cache, opts.freshness).await;

@@ -126,20 +126,21 @@ struct LoginResponse {
 impl PortalClient {
     /// Builds the client (TLS verified with the system roots, plus `ca_cert` if given).
     pub fn new(name: &str, cfg: &PortalConfig) -> Result<PortalClient, PortalError> {
-        let mut builder = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .connect_timeout(cfg.timeout)
-            .user_agent(concat!("authsync/", env!("CARGO_PKG_VERSION")))
-            .pool_idle_timeout(Duration::from_secs(90))
-            // A redirect means "log in" (Workspace) or a misconfigured URL: never follow.
-            .redirect(reqwest::redirect::Policy::none());
-        if let Some(ca) = &cfg.ca_cert {
-            let cert = crate::errors::load_ca(ca).map_err(PortalError::Connect)?;
-            builder = builder.add_root_certificate(cert);
-        }
-        let http = builder
-            .build()
-            .map_err(|e| PortalError::Connect(format!("cannot build an HTTP client: {e}")))?;
+        // One HTTP client (connection pools, TLS roots) for every portal on the default
+        // roots: building a client per portal costs milliseconds and megabytes each,
+        // which adds up with hundreds of portals. A portal with its own CA gets its own.
+        let http = match &cfg.ca_cert {
+            None => shared_client()?,
+            Some(ca) => {
+                let cert = crate::errors::load_ca(ca).map_err(PortalError::Connect)?;
+                client_builder()
+                    .add_root_certificate(cert)
+                    .build()
+                    .map_err(|e| {
+                        PortalError::Connect(format!("cannot build an HTTP client: {e}"))
+                    })?
+            }
+        };
         let mut base = cfg.url.clone();
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
@@ -356,6 +357,7 @@ impl PortalClient {
         let mut req = self
             .http
             .request(method.clone(), url)
+            .timeout(self.timeout)
             .header("Accept", "application/json");
         req = req.header(AUTHORIZATION, self.authorization().await?);
         for (k, v) in headers {
@@ -499,6 +501,7 @@ impl PortalClient {
             } else {
                 LOGIN
             })?)
+            .timeout(self.timeout)
             .header("Accept", "application/json")
             .json(&body)
             .send()
@@ -533,6 +536,31 @@ impl PortalClient {
             .filter(|t| !t.expose_secret().is_empty())
             .ok_or_else(|| PortalError::Login(format!("{user}: the portal returned no token")))
     }
+}
+
+/// Settings shared by every portal client. Timeouts are set per request (each portal
+/// has its own), the connect timeout here bounds the TCP/TLS handshake.
+fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("authsync/", env!("CARGO_PKG_VERSION")))
+        .pool_idle_timeout(Duration::from_secs(90))
+        // A redirect means "log in" (Workspace) or a misconfigured URL: never follow.
+        .redirect(reqwest::redirect::Policy::none())
+}
+
+/// The client for portals on the default TLS roots, built once.
+fn shared_client() -> Result<reqwest::Client, PortalError> {
+    static SHARED: std::sync::OnceLock<Result<reqwest::Client, String>> =
+        std::sync::OnceLock::new();
+    SHARED
+        .get_or_init(|| {
+            client_builder()
+                .build()
+                .map_err(|e| format!("cannot build an HTTP client: {e}"))
+        })
+        .clone()
+        .map_err(PortalError::Connect)
 }
 
 /// Reads a response body up to [`MAX_BODY`] bytes.
