@@ -22,7 +22,7 @@ use serde::Deserialize;
 #[derive(Clone, Deserialize)]
 #[serde(
     untagged,
-    expecting = "a string, { env = \"VAR\" } or { file = \"/path\" }"
+    expecting = "expected a string, { env = \"VAR\" } or { file = \"/path\" }"
 )]
 pub enum SecretSetting {
     /// Read from this environment variable.

@@ -49,6 +49,11 @@ pub struct ServiceState {
     /// Why the last attempt failed (never contains values).
     #[serde(default)]
     pub error: Option<String>,
+    /// prop → fingerprint of values the portal refused with `Bad keys` (it then cleared
+    /// the service). While the sources still yield exactly these values, scheduled
+    /// cycles do not push them again. Empty otherwise.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub bad_keys: BTreeMap<String, String>,
 }
 
 /// Why the state file could not be used (the daemon then starts from empty).
@@ -97,7 +102,16 @@ impl State {
                 State::empty(),
                 Some(StateError::Corrupt {
                     path: path.to_path_buf(),
-                    reason: format!("not valid JSON at line {} column {}", e.line(), e.column()),
+                    // Valid JSON of another shape is not "invalid JSON" (a misleading hint).
+                    reason: if e.is_data() {
+                        format!(
+                            "unexpected content at line {} column {}",
+                            e.line(),
+                            e.column()
+                        )
+                    } else {
+                        format!("not valid JSON at line {} column {}", e.line(), e.column())
+                    },
                 }),
             ),
         }

@@ -284,6 +284,28 @@ impl Engine {
                     services.push(report(Outcome::Pending(p.changes)))
                 }
                 Ok(p) => {
+                    // After `Bad keys` the portal cleared the service. Pushing the very
+                    // same values again would be refused again — an incident and a
+                    // POST every cycle — and could wipe a fix an admin typed into the
+                    // portal meanwhile. Scheduled cycles wait until the source values
+                    // change; a trigger, a restart or a one-shot `sync` tries once more.
+                    if opts.respect_backoff
+                        && refused_as_bad_keys(
+                            state,
+                            &portal,
+                            &d.service,
+                            &self.fingerprint(values),
+                        )
+                    {
+                        tracing::warn!(portal = %portal, service = %d.service, "not pushed again: the portal refused these very values with `Bad keys`");
+                        services.push(report(Outcome::Failed {
+                            changes: vec![],
+                            error: "not pushed again: the portal refused these very values with `Bad keys` and cleared the service; fix the secret in the store, or trigger a sync to retry".into(),
+                            rejected: true,
+                            bad_keys: true,
+                        }));
+                        continue;
+                    }
                     services.push(report(Outcome::Pending(p.changes.clone())));
                     to_push.push((services.len() - 1, p, values.clone()));
                 }
@@ -424,21 +446,31 @@ impl Engine {
                     last_attempt: now,
                     result: result.to_string(),
                     error,
+                    bad_keys: slot.bad_keys.clone(),
                 };
                 match result {
                     "ok" => {
                         next.confirmed = s.fingerprints.clone();
                         next.versions = s.versions.clone();
+                        next.bad_keys.clear();
                     }
                     // Skipped: nothing was sent, the portal keeps what it had.
                     "skipped" => {}
                     // Unknown portal state after a failure: compare afresh next time.
                     _ => next.confirmed.clear(),
                 }
+                if let Outcome::Failed { bad_keys: true, .. } = &s.outcome {
+                    next.bad_keys = s.fingerprints.clone();
+                }
                 *slot = next;
                 let push_result = match &s.outcome {
                     Outcome::Pushed(_) => Some("ok"),
-                    Outcome::Failed { rejected: true, .. } => Some("rejected"),
+                    // (A rejection without changes was not pushed: held after `Bad keys`.)
+                    Outcome::Failed {
+                        rejected: true,
+                        changes,
+                        ..
+                    } if !changes.is_empty() => Some("rejected"),
                     Outcome::Failed { changes, .. } if !changes.is_empty() => Some("error"),
                     _ => None,
                 };
@@ -513,6 +545,18 @@ fn confirmed<'a>(
         .service(portal, service)
         .filter(|s| s.result == "ok" && !s.confirmed.is_empty())
         .map(|s| &s.confirmed)
+}
+
+/// Whether the portal refused exactly these values with `Bad keys` before.
+fn refused_as_bad_keys(
+    state: &State,
+    portal: &str,
+    service: &str,
+    fingerprints: &BTreeMap<String, String>,
+) -> bool {
+    state
+        .service(portal, service)
+        .is_some_and(|s| !s.bad_keys.is_empty() && s.bad_keys == *fingerprints)
 }
 
 /// Placeholder reports for targets of a portal that could not be worked on.

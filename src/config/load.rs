@@ -152,6 +152,10 @@ struct Cx<'a> {
     text: &'a str,
     file: &'a Path,
     diagnostics: Vec<Diagnostic>,
+    /// Every `[sources.NAME]` / `[portals.NAME]` written, valid or not: a reference to
+    /// a declared but broken block is not also reported as "unknown" (its own error is).
+    declared_sources: Vec<String>,
+    declared_portals: Vec<String>,
 }
 
 impl<'a> Cx<'a> {
@@ -160,6 +164,8 @@ impl<'a> Cx<'a> {
             text,
             file,
             diagnostics: Vec::new(),
+            declared_sources: Vec::new(),
+            declared_portals: Vec::new(),
         }
     }
 
@@ -238,6 +244,7 @@ impl<'a> Cx<'a> {
                 },
                 "sources" => {
                     for (name, entry) in self.table_entries(value, "sources") {
+                        self.declared_sources.push(name.get_ref().clone());
                         match self.source(&name, entry) {
                             Some(s) => {
                                 sources.insert(name.into_inner(), s);
@@ -248,6 +255,7 @@ impl<'a> Cx<'a> {
                 }
                 "portals" => {
                     for (name, entry) in self.table_entries(value, "portals") {
+                        self.declared_portals.push(name.get_ref().clone());
                         let what = format!("[portals.{}]", name.get_ref());
                         match self.de::<RawPortal>(entry, &what) {
                             Some(p) => raw_portals.push((name, p)),
@@ -285,7 +293,7 @@ impl<'a> Cx<'a> {
         self.check_sync(&sync);
         let portals = self.portals(raw_portals);
         let maps = self.maps(raw_maps, &sources, &portals);
-        if portals.is_empty() && ok {
+        if self.declared_portals.is_empty() && ok {
             self.error(
                 0..0,
                 "no portals configured: add at least one [portals.NAME] block",
@@ -339,6 +347,14 @@ impl<'a> Cx<'a> {
         entry: Spanned<DeValue<'_>>,
     ) -> Option<SourceConfig> {
         let what = format!("[sources.{}]", name.get_ref());
+        // Where `address` / `endpoint_url` are written, for the checks made after serde.
+        let url_span = match entry.get_ref() {
+            DeValue::Table(t) => ["address", "endpoint_url"]
+                .iter()
+                .find_map(|k| t.get(*k).map(|v| v.span())),
+            _ => None,
+        }
+        .unwrap_or_else(|| name.span());
         let kind = match entry.get_ref() {
             DeValue::Table(t) => t
                 .get("kind")
@@ -367,12 +383,24 @@ impl<'a> Cx<'a> {
                             return None;
                         }
                     }
+                    let example = "https://vault.example.com:8200";
+                    if !self.http_url(&v.address, url_span.clone(), &what, "address", example) {
+                        return None;
+                    }
                     Some(SourceConfig::Vault(v))
                 })
             }
-            Some((Some(k), _)) if k == "aws" => self
-                .de::<AwsSourceConfig>(entry, &what)
-                .map(SourceConfig::Aws),
+            Some((Some(k), _)) if k == "aws" => {
+                self.de::<AwsSourceConfig>(entry, &what).and_then(|a| {
+                    if let Some(url) = &a.endpoint_url {
+                        let example = "http://127.0.0.1:4566";
+                        if !self.http_url(url, url_span.clone(), &what, "endpoint_url", example) {
+                            return None;
+                        }
+                    }
+                    Some(SourceConfig::Aws(a))
+                })
+            }
             Some((Some(k), _)) if k == "files" => self
                 .de::<FilesSourceConfig>(entry, &what)
                 .map(SourceConfig::Files),
@@ -383,6 +411,29 @@ impl<'a> Cx<'a> {
                 None
             }
         }
+    }
+
+    /// A store address must be http(s) with a host: `vault.example.com:8200` parses as a
+    /// URL with the scheme `vault.example.com`, which no request can use.
+    fn http_url(
+        &mut self,
+        url: &url::Url,
+        span: Range<usize>,
+        what: &str,
+        field: &str,
+        example: &str,
+    ) -> bool {
+        if (url.scheme() == "https" || url.scheme() == "http") && url.host().is_some() {
+            return true;
+        }
+        self.error(
+            span,
+            format!(
+                "{what}: {field} must be an http(s) URL with a host, e.g. \"{example}\" (got scheme `{}`)",
+                url.scheme()
+            ),
+        );
+        false
     }
 
     fn check_sync(&mut self, sync: &SyncConfig) {
@@ -408,6 +459,17 @@ impl<'a> Cx<'a> {
         if sync.interval.is_some_and(|d| d.is_zero()) {
             let span = self.find_key_span("interval");
             self.error(span, "[sync]: interval must be longer than 0s");
+        } else if sync
+            .interval
+            .is_some_and(|d| d < Duration::from_secs(1) || d.subsec_nanos() != 0)
+        {
+            // The scheduler counts whole seconds: 100ms would run once and then never
+            // again, 1500ms every second.
+            let span = self.find_key_span("interval");
+            self.error(
+                span,
+                "[sync]: interval must be a whole number of seconds, at least 1s (the scheduler has a 1-second resolution)",
+            );
         }
         if sync.concurrency == 0 {
             let span = self.find_key_span("concurrency");
@@ -538,8 +600,13 @@ impl<'a> Cx<'a> {
                 }
                 let mut names = Vec::new();
                 for p in list.into_inner() {
-                    if !portals.contains_key(p.get_ref()) {
-                        let hint = catalog::hint(p.get_ref(), portals.keys().map(String::as_str));
+                    if !portals.contains_key(p.get_ref())
+                        && !self.declared_portals.contains(p.get_ref())
+                    {
+                        let hint = catalog::hint(
+                            p.get_ref(),
+                            self.declared_portals.iter().map(String::as_str),
+                        );
                         self.error(
                             p.span(),
                             format!("[[map]] {service}: unknown portal `{}`{hint}", p.get_ref()),
@@ -574,12 +641,15 @@ impl<'a> Cx<'a> {
                             {
                                 self.error(value_span.clone(), format!("`{r}`: a files path is a file name under the source's dir, without `..` or a leading `/`"));
                             }
-                        } else {
-                            let hint = catalog::hint(&r.source, sources.keys().map(String::as_str));
-                            let known_list = if sources.is_empty() {
+                        } else if !self.declared_sources.contains(&r.source) {
+                            let hint = catalog::hint(
+                                &r.source,
+                                self.declared_sources.iter().map(String::as_str),
+                            );
+                            let known_list = if self.declared_sources.is_empty() {
                                 "none configured".to_string()
                             } else {
-                                sources.keys().cloned().collect::<Vec<_>>().join(", ")
+                                self.declared_sources.join(", ")
                             };
                             self.error(
                                 value_span.clone(),

@@ -66,7 +66,8 @@ pub struct SyncConfig {
     /// `schedule` / `interval`; neither means `interval = "5m"`.
     #[serde(default)]
     pub schedule: Option<String>,
-    /// Fixed interval between cycles: `"30s"`, `"5m"`, `"1h"`.
+    /// Fixed interval between cycles: `"30s"`, `"5m"`, `"1h"`; whole seconds, at least
+    /// `1s` (the scheduler counts seconds).
     #[serde(default, with = "humantime_serde")]
     pub interval: Option<Duration>,
     /// Random delay (0..jitter) before each scheduled cycle, so fleets don't stampede.

@@ -58,8 +58,10 @@ impl fmt::Display for SecretRef {
 impl SecretRef {
     /// Parses the short form `SOURCE:PATH[#KEY]`.
     pub fn parse(text: &str) -> Result<SecretRef, String> {
+        // The text is not quoted back: a value without `:` is often a secret pasted
+        // where a reference belongs, and errors never show secrets.
         let (source, rest) = text.split_once(':').ok_or_else(|| {
-            format!("`{text}` is not a reference: expected \"SOURCE:PATH#KEY\", \"SOURCE:PATH\" or {{ value = \"…\" }}")
+            "not a reference (no `:` after the source name): expected \"SOURCE:PATH#KEY\", \"SOURCE:PATH\" or, for a literal, { value = \"…\" }".to_string()
         })?;
         let (path, key) = match rest.rsplit_once('#') {
             Some((path, key)) => (path, Some(key)),

@@ -6,7 +6,7 @@
 //! since serde's messages can quote the offending value.
 
 mod error;
-mod workspace;
+pub mod workspace;
 
 use std::time::{Duration, Instant};
 
@@ -178,25 +178,7 @@ impl PortalClient {
             return Ok(listed.into_iter().map(|(_, s)| s).collect());
         }
         let body = self.call(Method::GET, AUTHSERVICE, None, &[], &[]).await?;
-        let services: Vec<WireService> = decode(&body)?;
-        Ok(services
-            .into_iter()
-            .map(|s| PortalService {
-                title: s.title.unwrap_or_else(|| s.name.clone()),
-                name: s.name,
-                can_set: s.can_set,
-                paid: s.paid,
-                props: s
-                    .props
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|p| PortalProp {
-                        name: p.name,
-                        value: p.value.unwrap_or_else(|| SecretString::from(String::new())),
-                    })
-                    .collect(),
-            })
-            .collect())
+        parse_services_response(&body)
     }
 
     /// Sets some props of one service. Returns the portal's `true` (something changed)
@@ -238,7 +220,10 @@ impl PortalClient {
         let body = self
             .call(Method::POST, AUTHSERVICE, Some(&body), &sent, &[])
             .await?;
-        decode::<bool>(&body)
+        // A success-shaped envelope can still carry an error message, which may echo
+        // what was sent. Scrubbed before it is cut short: cut first, a value straddling
+        // the cut would survive as a fragment the scrubber no longer recognises.
+        decode_scrubbed::<bool>(&body, &sent)
     }
 
     /// Workspace: every prop of the service in one AjaxPro call, the unmapped ones
@@ -392,9 +377,7 @@ impl PortalClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let bytes = read_bounded(resp)
-            .await
-            .map_err(|e| self.transport_error(&e))?;
+        let bytes = read_bounded(resp, |e| self.transport_error(e)).await?;
         tracing::debug!(portal = %self.name, %method, path, status = status.as_u16(), "portal answered");
         if status.is_success() {
             return Ok(bytes);
@@ -508,9 +491,7 @@ impl PortalClient {
             .await
             .map_err(|e| self.transport_error(&e))?;
         let status = resp.status();
-        let bytes = read_bounded(resp)
-            .await
-            .map_err(|e| self.transport_error(&e))?;
+        let bytes = read_bounded(resp, |e| self.transport_error(e)).await?;
         let message = error_message(&bytes, &[password.expose_secret()]);
         match status {
             s if s.is_success() => {}
@@ -563,20 +544,75 @@ fn shared_client() -> Result<reqwest::Client, PortalError> {
         .map_err(PortalError::Connect)
 }
 
-/// Reads a response body up to [`MAX_BODY`] bytes.
-async fn read_bounded(mut resp: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+/// Reads a response body up to [`MAX_BODY`] bytes. A longer body is an error of its
+/// own: cut short, it used to fail to parse and was reported as "not JSON", which
+/// looked like a garbled answer rather than an oversized one.
+async fn read_bounded(
+    mut resp: reqwest::Response,
+    transport: impl Fn(&reqwest::Error) -> PortalError,
+) -> Result<Vec<u8>, PortalError> {
+    let too_large = || {
+        PortalError::InvalidResponse(format!(
+            "the response body is larger than {} MiB",
+            MAX_BODY / (1024 * 1024)
+        ))
+    };
+    if resp
+        .content_length()
+        .is_some_and(|len| len > MAX_BODY as u64)
+    {
+        return Err(too_large());
+    }
     let mut out = Vec::new();
-    while let Some(chunk) = resp.chunk().await? {
+    while let Some(chunk) = resp.chunk().await.map_err(|e| transport(&e))? {
         if out.len() + chunk.len() > MAX_BODY {
-            break;
+            return Err(too_large());
         }
         out.extend_from_slice(&chunk);
     }
     Ok(out)
 }
 
+/// Decodes a `GET settings/authservice` answer (the client's parser; public so that
+/// `tests/fuzz_parsers.rs` can reach it).
+pub fn parse_services_response(bytes: &[u8]) -> Result<Vec<PortalService>, PortalError> {
+    let services: Vec<WireService> = decode(bytes)?;
+    Ok(services
+        .into_iter()
+        .map(|s| PortalService {
+            title: s.title.unwrap_or_else(|| s.name.clone()),
+            name: s.name,
+            can_set: s.can_set,
+            paid: s.paid,
+            props: s
+                .props
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| PortalProp {
+                    name: p.name,
+                    value: p.value.unwrap_or_else(|| SecretString::from(String::new())),
+                })
+                .collect(),
+        })
+        .collect())
+}
+
+/// Decodes a `POST settings/authservice` answer: the portal's `true` (something
+/// changed) or `false` (all values were already equal).
+pub fn parse_set_response(bytes: &[u8]) -> Result<bool, PortalError> {
+    decode::<bool>(bytes)
+}
+
 /// The `response` of a success envelope.
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, PortalError> {
+    decode_scrubbed(bytes, &[])
+}
+
+/// [`decode`], with the values that were sent scrubbed from an error message.
+fn decode_scrubbed<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    sent: &[&str],
+) -> Result<T, PortalError> {
     let env: Envelope<T> = serde_json::from_slice(bytes).map_err(|e| {
         if e.is_syntax() || e.is_eof() {
             PortalError::InvalidResponse(format!("the body ({} bytes) is not JSON", bytes.len()))
@@ -594,6 +630,7 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, PortalError
             .error
             .and_then(|e| e.message)
             .unwrap_or_else(|| "no message".into());
+        let message = scrub_values(message, sent);
         return Err(PortalError::BadRequest(message.chars().take(300).collect()));
     }
     env.response
@@ -612,7 +649,9 @@ fn error_message(bytes: &[u8], sent: &[&str]) -> String {
         None if bytes.is_empty() => String::new(),
         None => format!("a {}-byte body that is not JSON", bytes.len()),
     };
-    let message = scrub_values(message.chars().take(300).collect(), sent);
+    // Scrub first, then cut: cut first, a value straddling the cut would survive as a
+    // fragment the scrubber no longer recognises (found by tests/faults_e2e.rs).
+    let message: String = scrub_values(message, sent).chars().take(300).collect();
     if message.is_empty() {
         "no message".into()
     } else {

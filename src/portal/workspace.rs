@@ -120,7 +120,11 @@ pub fn parse_save_answer(
         ))
     })?;
     if let Some(e) = answer.error {
-        let message = scrub(e.message.unwrap_or_default().chars().take(300).collect());
+        // Scrub, then cut (a value straddling the cut would survive as a fragment).
+        let message: String = scrub(e.message.unwrap_or_default())
+            .chars()
+            .take(300)
+            .collect();
         let kind = e.kind.unwrap_or_default();
         return Err(match kind.as_str() {
             "System.UnauthorizedAccessException" => PortalError::Unauthorized,

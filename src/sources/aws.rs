@@ -187,6 +187,16 @@ impl Source for AwsSource {
                     }
                     continue;
                 }
+                Err(SourceError::NotFound | SourceError::Invalid(_)) => {
+                    // One secret can fail the whole call (e.g. a secret without a current
+                    // value): read this chunk one by one, so the others still resolve and
+                    // the bad one gets its own error.
+                    tracing::debug!(source = %self.name, "BatchGetSecretValue failed as a whole; reading this batch one by one");
+                    for p in chunk {
+                        out.insert(p.clone(), self.read(p).await);
+                    }
+                    continue;
+                }
                 Err(e) => {
                     let msg = e.to_string();
                     for p in chunk {
@@ -327,6 +337,12 @@ where
             let code = err.code().unwrap_or("Unknown");
             let message: String = err.message().unwrap_or("").chars().take(300).collect();
             match code {
+                // The secret exists but has no value to read.
+                "ResourceNotFoundException" if message.contains("AWSCURRENT") => {
+                    SourceError::Invalid(
+                        "the secret has no current value (no AWSCURRENT version); store one with PutSecretValue".into(),
+                    )
+                }
                 "ResourceNotFoundException" => SourceError::NotFound,
                 "AccessDeniedException" | "AccessDenied" | "DecryptionFailure" => {
                     SourceError::Denied(format!("{code}: {message}"))

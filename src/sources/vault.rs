@@ -39,7 +39,13 @@ pub struct VaultSource {
     /// The current token and when to renew it. A tokio mutex: logins and renewals are
     /// serialized, so concurrent reads never log in twice.
     session: tokio::sync::Mutex<Option<Session>>,
+    /// When a login last failed because Vault was unreachable, and why.
+    login_unavailable: Mutex<Option<(Instant, String)>>,
 }
+
+/// After a login failed because Vault was unreachable, further logins fail at once for
+/// this long (one attempt per cycle rather than one timeout per secret).
+const LOGIN_UNAVAILABLE_RETRY: Duration = Duration::from_secs(5);
 
 /// A token in use, with its lifecycle.
 #[derive(Clone)]
@@ -93,9 +99,19 @@ impl VaultSource {
             kv_version: cfg.kv_version,
             mounts: Mutex::new(HashMap::new()),
             session: tokio::sync::Mutex::new(None),
+            login_unavailable: Mutex::new(None),
         };
-        // Fail early (and clearly) on bad credentials.
-        source.session().await?;
+        // Fail early (and clearly) on bad credentials. An unreachable or sealed Vault is
+        // not a configuration error: the source is kept and logs in on first use, so a
+        // daemon started during a Vault outage recovers by itself once Vault is back
+        // (failing here left the source unavailable until a restart or reload).
+        match source.session().await {
+            Ok(_) => {}
+            Err(SourceError::Unavailable(why)) => {
+                tracing::warn!(source = %name, error = %why, "Vault unavailable at start; logging in when it is back");
+            }
+            Err(e) => return Err(e),
+        }
         Ok(source)
     }
 
@@ -154,10 +170,12 @@ impl VaultSource {
                 .await
                 .map_err(map_error);
                 metrics::source_request(&self.name, "login", &info);
-                let info = info.map_err(|e| {
-                    SourceError::Auth(format!(
+                let info = info.map_err(|e| match e {
+                    // Unreachable or sealed: not a credential problem (retried later).
+                    SourceError::Unavailable(_) => e,
+                    e => SourceError::Auth(format!(
                         "AppRole login at auth/{mount} failed ({e}); check role_id and secret_id"
-                    ))
+                    )),
                 })?;
                 (
                     SecretString::from(info.client_token),
@@ -178,10 +196,11 @@ impl VaultSource {
                         .await
                         .map_err(map_error);
                 metrics::source_request(&self.name, "login", &info);
-                let info = info.map_err(|e| {
-                    SourceError::Auth(format!(
+                let info = info.map_err(|e| match e {
+                    SourceError::Unavailable(_) => e,
+                    e => SourceError::Auth(format!(
                         "Kubernetes login at auth/{mount} (role {role}) failed ({e})"
-                    ))
+                    )),
                 })?;
                 (
                     SecretString::from(info.client_token),
@@ -203,7 +222,24 @@ impl VaultSource {
         let mut slot = self.session.lock().await;
         let current = match slot.as_ref() {
             None => {
-                let s = self.login().await?;
+                // Vault could not be reached for a login a moment ago: fail at once
+                // instead of queueing one more timeout per secret behind this lock.
+                if let Ok(failed) = self.login_unavailable.lock() {
+                    if let Some((at, why)) = failed.as_ref() {
+                        if at.elapsed() < LOGIN_UNAVAILABLE_RETRY {
+                            return Err(SourceError::Unavailable(why.clone()));
+                        }
+                    }
+                }
+                let s = match self.login().await {
+                    Err(SourceError::Unavailable(why)) => {
+                        if let Ok(mut failed) = self.login_unavailable.lock() {
+                            *failed = Some((Instant::now(), why.clone()));
+                        }
+                        return Err(SourceError::Unavailable(why));
+                    }
+                    other => other?,
+                };
                 *slot = Some(s.clone());
                 return Ok(s);
             }
@@ -256,6 +292,10 @@ impl VaultSource {
     /// Runs `op` with the current client. If Vault answers "permission denied" and the
     /// token itself turns out to be invalid (revoked, expired), logs in again once and
     /// retries; a plain policy denial is returned as it is (no login per request).
+    ///
+    /// With token auth "logging in again" re-reads the configured token: a token file
+    /// the operator replaced is picked up, and a token that stays invalid is reported
+    /// as such ("invalid, expired or revoked") rather than as a policy denial.
     async fn with_client<T, F, Fut>(&self, op: F) -> Result<T, SourceError>
     where
         F: Fn(Arc<VaultClient>) -> Fut,
@@ -263,7 +303,7 @@ impl VaultSource {
     {
         let session = self.session().await?;
         match op(session.client.clone()).await {
-            Err(SourceError::Denied(why)) if self.logs_in() => {
+            Err(SourceError::Denied(why)) => {
                 let check = vaultrs::token::lookup_self(session.client.as_ref())
                     .await
                     .map_err(map_error);
@@ -271,7 +311,11 @@ impl VaultSource {
                 if check.is_ok() {
                     return Err(SourceError::Denied(why));
                 }
-                tracing::warn!(source = %self.name, "Vault token no longer valid; logging in again");
+                if self.logs_in() {
+                    tracing::warn!(source = %self.name, "Vault token no longer valid; logging in again");
+                } else {
+                    tracing::warn!(source = %self.name, "Vault token no longer valid; reading the configured token again");
+                }
                 {
                     let mut slot = self.session.lock().await;
                     if slot
@@ -541,6 +585,11 @@ fn map_error(e: ClientError) -> SourceError {
         }
         ClientError::APIError { code: 503, .. } => {
             SourceError::Unavailable("Vault is sealed or in standby (503)".into())
+        }
+        // Vault answered and refused the request (e.g. 400 "invalid role or secret ID"):
+        // not an outage, so not `Unavailable` (which a login treats as "try later").
+        ClientError::APIError { code, errors } if (400..500).contains(code) && *code != 429 => {
+            SourceError::Invalid(format!("HTTP {code}: {}", summarise(errors, "no message")))
         }
         ClientError::APIError { code, errors } => {
             SourceError::Unavailable(format!("HTTP {code}: {}", summarise(errors, "no message")))

@@ -132,6 +132,21 @@ impl Daemon {
         assert!(status.success());
     }
 
+    /// SIGKILL (no drain, no state save: a crash), then the full output.
+    pub async fn kill(mut self) -> String {
+        let _ = self.child.start_kill();
+        tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("daemon dies within 10 s after SIGKILL")
+            .expect("wait for daemon");
+        self.output()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// SIGTERM, then the exit code and the full output.
     pub async fn stop(mut self) -> (i32, String) {
         self.signal("TERM");

@@ -178,3 +178,67 @@ fn literal_values_never_debug_printed() {
     let dump = format!("{:?}", loaded.config);
     assert!(!dump.contains("acme_docs_bot"), "{dump}");
 }
+
+#[test]
+fn a_broken_block_is_reported_once_not_again_where_it_is_used() {
+    // The vault source and the prod portal are declared but invalid: their own errors
+    // are reported, not "unknown source" / "unknown portal" / "no portals" as well.
+    let text = GOOD
+        .replace("kind = \"vault\"", "kind = \"vault\"\nkv_version = 3")
+        .replace(
+            "url = \"https://docs.example.com\"",
+            "url = \"ftp://docs.example.com\"",
+        )
+        .replace(
+            "url = \"https://staging.example.com\"",
+            "url = \"staging.example.com\"",
+        );
+    let d = errors(&text);
+    let joined: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+    assert_eq!(d.len(), 3, "{joined:#?}");
+    assert!(
+        !joined
+            .iter()
+            .any(|m| m.contains("unknown") || m.contains("no portals")),
+        "{joined:#?}"
+    );
+}
+
+#[test]
+fn intervals_are_whole_seconds_and_store_urls_http() {
+    for bad in ["100ms", "1500ms", "999ms"] {
+        let text = GOOD.replace("interval = \"30s\"", &format!("interval = \"{bad}\""));
+        assert!(
+            errors(&text)
+                .iter()
+                .any(|d| d.message.contains("whole number of seconds")),
+            "{bad}"
+        );
+    }
+    let one = GOOD.replace("interval = \"30s\"", "interval = \"1s\"");
+    assert!(parse(&one, Path::new("t.toml")).is_ok());
+    let no_scheme = GOOD.replace("http://127.0.0.1:8200", "vault.example.com:8200");
+    let d = errors(&no_scheme);
+    assert!(
+        d.iter()
+            .any(|d| d.message.contains("address must be an http(s) URL") && d.line == 9),
+        "{d:?}"
+    );
+    let endpoint = GOOD.replace(
+        "region = \"eu-west-1\"",
+        "region = \"eu-west-1\"\nendpoint_url = \"localhost:4566\"",
+    );
+    assert!(errors(&endpoint)
+        .iter()
+        .any(|d| d.message.contains("endpoint_url must be an http(s) URL")));
+}
+
+#[test]
+fn a_pasted_secret_is_not_quoted_back() {
+    let text = GOOD.replace(
+        "\"vault:secret/oauth/google#client_id\"",
+        "\"GOCSPX-pasted-secret-value\"",
+    );
+    let d = errors(&text);
+    assert!(d.iter().all(|d| !d.to_string().contains("GOCSPX")), "{d:?}");
+}
