@@ -75,7 +75,18 @@ struct Daemon {
 impl Daemon {
     fn start(config: &Path, env: &[(String, String)]) -> Daemon {
         let started = Instant::now();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_authsync"))
+        // AUTHSYNC_BENCH_WRAP="valgrind --tool=massif …" runs the daemon under a profiler.
+        let wrap = std::env::var("AUTHSYNC_BENCH_WRAP").unwrap_or_default();
+        let mut words = wrap.split_whitespace();
+        let mut cmd = match words.next() {
+            Some(tool) => {
+                let mut c = Command::new(tool);
+                c.args(words).arg(env!("CARGO_BIN_EXE_authsync"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_authsync")),
+        };
+        let mut child = cmd
             .arg("-c")
             .arg(config)
             .args(["--log-format", "json", "run"])

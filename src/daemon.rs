@@ -313,7 +313,6 @@ impl Daemon {
         if let Err(e) = self.state.save(&self.engine.config.sync.state_file) {
             tracing::error!(error = %e, "state not saved; a restart will compare every portal afresh");
         }
-        release_free_memory();
     }
 
     /// SIGHUP: load and validate the config; swap only if it is valid.
@@ -401,18 +400,6 @@ impl Daemon {
         self.engine.close().await;
         tracing::info!("stopped");
         OK
-    }
-}
-
-/// Hands memory freed by the cycle back to the OS. A big cycle (an initial push to
-/// hundreds of portals) allocates tens of MiB of short-lived reports and bodies; glibc
-/// keeps freed heap pages otherwise, and an idle daemon would sit at its peak RSS.
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free pages of the allocator's own heaps; it
-    // takes no pointers and is safe to call at any time from any thread.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 
