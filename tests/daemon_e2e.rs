@@ -7,31 +7,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::daemon::{log_count, Daemon};
+use common::daemon::{daemon_config, daemon_env, log_count, Daemon, TRIGGER_TOKEN};
 use common::*;
 use portal_double::{Fault, FaultKind};
 use testservers::{AuditLog, CountingProxy};
-
-const TRIGGER_TOKEN: &str = "trigger-token-PLANTED-0000";
-
-/// A daemon config: the standard one plus `[sync]` settings and a `[server]` block.
-fn daemon_config(w: &World, sync: &str, maps: &str) -> (String, String) {
-    let listen = format!("127.0.0.1:{}", testservers::free_port());
-    let text = w.config_with(&w.alpha.url(), &w.beta.url(), maps).replacen(
-        "[sync]\n",
-        &format!("[sync]\n{sync}\n"),
-        1,
-    ) + &format!(
-        "\n[server]\nlisten = \"{listen}\"\ntrigger_token = {{ env = \"TRIGGER_TOKEN\" }}\n"
-    );
-    (text, listen)
-}
-
-fn env(w: &World) -> Vec<(String, String)> {
-    let mut env = w.env.clone();
-    env.push(("TRIGGER_TOKEN".into(), TRIGGER_TOKEN.into()));
-    env
-}
 
 /// Scans everything the daemon left behind for planted secrets.
 async fn assert_no_leaks(w: &World, output: &str, metrics: &str) {
@@ -68,7 +47,7 @@ async fn start_daemon(
 ) -> (Daemon, std::path::PathBuf, String, String) {
     let (text, listen) = daemon_config(w, sync, STANDARD_MAPS);
     let cfg = w.write(&format!("{tag}.toml"), &text);
-    let mut d = Daemon::start(&cfg, &env(w), &listen, tag).await;
+    let mut d = Daemon::start(&cfg, &daemon_env(w), &listen, tag).await;
     d.wait_ready().await;
     (d, cfg, text, listen)
 }
@@ -245,7 +224,7 @@ async fn quiet_cycles(drift: &str) -> (Quiet, World) {
     );
     let text = text.replace(&w.moto.endpoint(), &proxy.url());
     let cfg = w.write("q.toml", &text);
-    let mut d = Daemon::start(&cfg, &env(&w), &listen, "q").await;
+    let mut d = Daemon::start(&cfg, &daemon_env(&w), &listen, "q").await;
     d.wait_ready().await;
     // One scheduled cycle after the first lets the cache fill with versions.
     d.wait_cycles(1.0, Duration::from_secs(10)).await;
@@ -341,7 +320,7 @@ async fn rotation_cycle_reads_only_what_changed_and_batches_aws_reads() {
     );
     let (text, listen) = daemon_config(&w, "interval = \"1h\"\ndrift = \"ignore\"", &maps);
     let cfg = w.write("r.toml", &text.replace(&w.moto.endpoint(), &proxy.url()));
-    let mut d = Daemon::start(&cfg, &env(&w), &listen, "r").await;
+    let mut d = Daemon::start(&cfg, &daemon_env(&w), &listen, "r").await;
     d.wait_ready().await;
     // The first cycle reads everything, AWS in one batch (4 secrets ≤ 20).
     let first = proxy.requests();
@@ -366,7 +345,7 @@ async fn rotation_cycle_reads_only_what_changed_and_batches_aws_reads() {
             .unwrap()
             .replace("interval = \"1h\"", "interval = \"1s\""),
     );
-    let mut d = Daemon::start(&cfg, &env(&w), &listen, "r2").await;
+    let mut d = Daemon::start(&cfg, &daemon_env(&w), &listen, "r2").await;
     d.wait_ready().await;
     d.wait_cycles(1.0, Duration::from_secs(10)).await;
     audit.mark();
@@ -471,7 +450,7 @@ async fn enforce_reverts_portal_edits_and_ignore_leaves_them() {
         "e.toml",
         &text.replace("drift = \"enforce\"", "drift = \"ignore\""),
     );
-    let mut d = Daemon::start(&cfg, &env(&w), &listen, "i").await;
+    let mut d = Daemon::start(&cfg, &daemon_env(&w), &listen, "i").await;
     d.wait_ready().await;
     w.alpha
         .set_value("google", "googleClientId", "edited-in-the-ui");
@@ -514,7 +493,7 @@ async fn restart_makes_zero_posts_and_a_corrupt_state_file_is_survived() {
     }
 
     w.clear_requests();
-    let mut d = Daemon::start(&cfg, &env(&w), &listen, "s2").await;
+    let mut d = Daemon::start(&cfg, &daemon_env(&w), &listen, "s2").await;
     d.wait_ready().await;
     assert_eq!(w.posts(), 0, "a restart re-pushes nothing:\n{}", d.output());
     let (code, _) = d.stop().await;
@@ -523,7 +502,7 @@ async fn restart_makes_zero_posts_and_a_corrupt_state_file_is_survived() {
     // A truncated state file: a warning, a fresh comparison, no crash, no needless POST.
     std::fs::write(w.dir.path().join("state.json"), &state[..state.len() / 2]).unwrap();
     w.clear_requests();
-    let mut d = Daemon::start(&cfg, &env(&w), &listen, "s3").await;
+    let mut d = Daemon::start(&cfg, &daemon_env(&w), &listen, "s3").await;
     d.wait_ready().await;
     assert_eq!(w.posts(), 0);
     let metrics = d.metrics_text().await;
@@ -635,7 +614,7 @@ async fn speaks_the_systemd_notify_protocol() {
     let sock = tokio::net::UnixDatagram::bind(&sock_path).expect("bind notify socket");
     let (text, listen) = daemon_config(&w, "interval = \"1h\"", STANDARD_MAPS);
     let cfg = w.write("n.toml", &text);
-    let mut env = env(&w);
+    let mut env = daemon_env(&w);
     env.push(("NOTIFY_SOCKET".into(), sock_path.display().to_string()));
     env.push(("WATCHDOG_USEC".into(), "200000".into()));
     let mut d = Daemon::start(&cfg, &env, &listen, "n").await;

@@ -23,14 +23,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::daemon::{log_count, Daemon};
+use common::daemon::{daemon_config, daemon_env, log_count, Daemon, TRIGGER_TOKEN};
 use common::*;
 use portal_double::{DoubleConfig, Fault, FaultKind, PortalDouble};
 use testservers::{CountingProxy, ProxyFault};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-const TRIGGER_TOKEN: &str = "trigger-token-PLANTED-0000";
 /// Every value planted by these tests contains this marker, so no output may contain it
 /// at all: that also catches a value cut in two by a shortened message.
 const MARKER: &str = "PLANTED";
@@ -92,26 +91,6 @@ async fn finish(w: &World, d: Daemon, extra: &[&str]) -> String {
 // ------------------------------------------------------------------------------------
 // Configs, daemons, counters
 // ------------------------------------------------------------------------------------
-
-/// A daemon config: the standard one (portal timeouts 3 s) plus `[sync]` settings and
-/// a `[server]` block with a trigger token.
-fn daemon_config(w: &World, sync: &str, maps: &str) -> (String, String) {
-    let listen = format!("127.0.0.1:{}", testservers::free_port());
-    let text = w.config_with(&w.alpha.url(), &w.beta.url(), maps).replacen(
-        "[sync]\n",
-        &format!("[sync]\n{sync}\n"),
-        1,
-    ) + &format!(
-        "\n[server]\nlisten = \"{listen}\"\ntrigger_token = {{ env = \"TRIGGER_TOKEN\" }}\n"
-    );
-    (text, listen)
-}
-
-fn daemon_env(w: &World) -> Vec<(String, String)> {
-    let mut env = w.env.clone();
-    env.push(("TRIGGER_TOKEN".into(), TRIGGER_TOKEN.into()));
-    env
-}
 
 async fn start_daemon(w: &World, text: &str, listen: &str, tag: &str) -> Daemon {
     let cfg = w.write(&format!("{tag}.toml"), text);

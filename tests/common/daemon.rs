@@ -201,3 +201,28 @@ pub fn log_count(output: &str, message: &str) -> usize {
         .filter(|v| v["message"] == message)
         .count()
 }
+
+/// The trigger token the daemon tests configure (planted: it must never be printed).
+pub const TRIGGER_TOKEN: &str = "trigger-token-PLANTED-0000";
+
+/// A daemon config: the world's standard sources and portals with `maps`, `sync`
+/// settings added to `[sync]`, and a `[server]` block on a free port with a trigger
+/// token. Returns the text and the listen address.
+pub fn daemon_config(w: &super::World, sync: &str, maps: &str) -> (String, String) {
+    let listen = format!("127.0.0.1:{}", testservers::free_port());
+    let text = w.config_with(&w.alpha.url(), &w.beta.url(), maps).replacen(
+        "[sync]\n",
+        &format!("[sync]\n{sync}\n"),
+        1,
+    ) + &format!(
+        "\n[server]\nlisten = \"{listen}\"\ntrigger_token = {{ env = \"TRIGGER_TOKEN\" }}\n"
+    );
+    (text, listen)
+}
+
+/// The world's environment plus the trigger token.
+pub fn daemon_env(w: &super::World) -> Vec<(String, String)> {
+    let mut env = w.env.clone();
+    env.push(("TRIGGER_TOKEN".into(), TRIGGER_TOKEN.into()));
+    env
+}
