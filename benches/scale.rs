@@ -327,7 +327,7 @@ async fn run(a: Args) {
     let qe = counts(&doubles, &audit, &proxy);
     show("quiet, enforce", &qe, &quiet);
     let rss_busy = d.status("VmRSS:");
-    // Idle: past the portal connections' idle timeout (10 s), before the next cycle.
+    // Idle: 12 s after the cycle (the interval is 20 s), before the next one.
     tokio::time::sleep(Duration::from_secs(12)).await;
     let rss_idle = d.status("VmRSS:");
 
