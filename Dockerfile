@@ -28,6 +28,14 @@ WORKDIR /src
 
 # The whole workspace: cargo needs every member's manifest (tests/*) to load it, even
 # though only the authsync binary is built. No OpenSSL: TLS is rustls throughout.
+# make: the allocator, jemalloc (see src/main.rs), is built from source by
+# tikv-jemalloc-sys (configure + make; the slim image has gcc but not make). Unpinned: a
+# build tool in a throw-away stage, the version bookworm ships.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make \
+    && rm -rf /var/lib/apt/lists/*
+
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY tests ./tests

@@ -75,16 +75,21 @@ struct Daemon {
 impl Daemon {
     fn start(config: &Path, env: &[(String, String)]) -> Daemon {
         let started = Instant::now();
-        // AUTHSYNC_BENCH_WRAP="valgrind --tool=massif …" runs the daemon under a profiler.
+        // AUTHSYNC_BENCH_WRAP="valgrind --tool=massif --pages-as-heap=yes …" runs the
+        // daemon under a profiler (jemalloc's entry points are not malloc's, so massif
+        // sees its pages, not its objects).
+        // AUTHSYNC_BENCH_BIN=path runs another build (e.g. one with symbols for it).
         let wrap = std::env::var("AUTHSYNC_BENCH_WRAP").unwrap_or_default();
+        let bin = std::env::var("AUTHSYNC_BENCH_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_authsync").to_string());
         let mut words = wrap.split_whitespace();
         let mut cmd = match words.next() {
             Some(tool) => {
                 let mut c = Command::new(tool);
-                c.args(words).arg(env!("CARGO_BIN_EXE_authsync"));
+                c.args(words).arg(&bin);
                 c
             }
-            None => Command::new(env!("CARGO_BIN_EXE_authsync")),
+            None => Command::new(&bin),
         };
         let mut child = cmd
             .arg("-c")
@@ -102,7 +107,15 @@ impl Daemon {
         let stderr = child.stderr.take().expect("stderr");
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
+            // AUTHSYNC_BENCH_LOG=path keeps the daemon's log.
+            let mut keep = std::env::var("AUTHSYNC_BENCH_LOG")
+                .ok()
+                .and_then(|p| std::fs::File::create(p).ok());
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(f) = keep.as_mut() {
+                    use std::io::Write;
+                    let _ = writeln!(f, "{line}");
+                }
                 if let Ok(v) = serde_json::from_str::<Value>(&line) {
                     if tx.send((Instant::now(), v)).is_err() {
                         break;
@@ -330,6 +343,7 @@ async fn run(a: Args) {
     // Idle: 12 s after the cycle (the interval is 20 s), before the next one.
     tokio::time::sleep(Duration::from_secs(12)).await;
     let rss_idle = d.status("VmRSS:");
+    let (rss_anon, rss_file) = (d.status("RssAnon:"), d.status("RssFile:"));
 
     // 3. Rotation: one Vault secret and one AWS secret.
     bao.kv2_put(
@@ -489,6 +503,13 @@ async fn run(a: Args) {
         format!("{:.1} MiB", rss_idle as f64 / 1024.0),
         "<= 25 MiB",
         rss_idle <= 25 * 1024,
+    );
+    println!(
+        "  {:<4} {:<48} {:.1} MiB heap and stacks, {:.1} MiB mapped files (the binary)",
+        "",
+        "  of which",
+        rss_anon as f64 / 1024.0,
+        rss_file as f64 / 1024.0
     );
     println!(
         "  {:<4} {:<48} {:.1} MiB",

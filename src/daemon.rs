@@ -375,7 +375,7 @@ impl Daemon {
                     && config
                         .maps
                         .iter()
-                        .any(|m| &m.service == service && m.applies_to(portal));
+                        .any(|m| m.service == service && m.applies_to(portal));
                 if !still {
                     metrics().forget_service(portal, service);
                 }

@@ -12,7 +12,10 @@
 //! | push what differs, read it back | [`sync`] over [`portal`] |
 //! | print and log the outcome | [`report`], [`logging`] |
 //!
-//! [`cli`] and [`commands`] are the command line; [`daemon`] is `authsync run`.
+//! | remember what was confirmed where | [`state`] |
+//!
+//! [`cli`] and [`commands`] are the command line; [`daemon`] is `authsync run`, with
+//! [`server`] (HTTP endpoints), [`metrics`] and [`notify`] (systemd).
 
 pub mod catalog;
 pub mod cli;

@@ -1,11 +1,11 @@
 //! What a cycle did, and its human-readable rendering for `plan` and `sync` (stdout).
 //! Values appear only as keyed fingerprints.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Duration;
 
 use crate::plan::PropChange;
+use crate::state::Pairs;
 
 /// What happened to one service on one portal.
 #[derive(Debug, Clone)]
@@ -38,9 +38,9 @@ pub struct ServiceReport {
     pub service: String,
     pub outcome: Outcome,
     /// `source:path` → version of what was used.
-    pub versions: BTreeMap<String, String>,
+    pub versions: Pairs,
     /// prop → fingerprint of the desired value (empty when not every prop resolved).
-    pub fingerprints: BTreeMap<String, String>,
+    pub fingerprints: Pairs,
 }
 
 #[derive(Debug, Clone)]

@@ -9,6 +9,8 @@
 //! eventually consistent).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::state::Pairs;
 use std::sync::{Arc, Mutex};
 
 use futures::future::join_all;
@@ -75,7 +77,7 @@ pub struct Desired {
     /// prop → value, complete; or every problem found (the service is then skipped).
     pub values: Result<BTreeMap<String, SecretString>, Vec<String>>,
     /// `source:path` → store version, for the secrets this target used.
-    pub versions: BTreeMap<String, String>,
+    pub versions: Pairs,
 }
 
 /// What a resolution did, for logs, metrics and tests.
@@ -198,7 +200,7 @@ async fn read_source(
 fn assemble(t: &Target, results: &HashMap<Key, Result<Arc<Secret>, String>>) -> Desired {
     let mut values = BTreeMap::new();
     let mut problems = Vec::new();
-    let mut versions = BTreeMap::new();
+    let mut versions: Vec<(String, Box<str>)> = Vec::new();
     for (prop, r) in &t.props {
         match r {
             PropRef::Literal(v) => {
@@ -209,7 +211,7 @@ fn assemble(t: &Target, results: &HashMap<Key, Result<Arc<Secret>, String>>) -> 
                 Some(Err(e)) => problems.push(format!("prop `{prop}` ← {s}: {e}")),
                 Some(Ok(secret)) => {
                     if let Some(v) = &secret.version {
-                        versions.insert(format!("{}:{}", s.source, s.path), v.clone());
+                        versions.push((format!("{}:{}", s.source, s.path), v.as_str().into()));
                     }
                     match secret.value(s.key.as_deref()) {
                         Ok(v) => {
@@ -229,7 +231,7 @@ fn assemble(t: &Target, results: &HashMap<Key, Result<Arc<Secret>, String>>) -> 
         } else {
             Err(problems)
         },
-        versions,
+        versions: versions.into_iter().collect(),
     }
 }
 

@@ -7,11 +7,16 @@
 //! the directory, mode 0600). A missing, unreadable or corrupt file is never fatal: the
 //! daemon starts from an empty state and compares with the portals, which is always safe.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
 use std::io::Write;
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Format version written into the file.
 const FORMAT: u32 = 1;
@@ -30,7 +35,7 @@ pub struct PortalState {
     #[serde(default)]
     pub last_success: Option<i64>,
     #[serde(default)]
-    pub services: BTreeMap<String, ServiceState>,
+    pub services: SortedMap<ServiceState>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -38,22 +43,230 @@ pub struct ServiceState {
     /// prop → fingerprint of the value confirmed on the portal (pushed and read back,
     /// or found equal). Only set when `result` is `ok`.
     #[serde(default)]
-    pub confirmed: BTreeMap<String, String>,
+    pub confirmed: Pairs,
     /// `source:path` → store version the confirmed values came from.
     #[serde(default)]
-    pub versions: BTreeMap<String, String>,
+    pub versions: Pairs,
     /// Unix time of the last attempt.
     pub last_attempt: i64,
-    /// `ok`, `skipped`, `failed` or `rejected`.
-    pub result: String,
+    /// `ok`, `pending`, `skipped`, `failed` or `rejected`.
+    pub result: LastResult,
     /// Why the last attempt failed (never contains values).
     #[serde(default)]
-    pub error: Option<String>,
+    pub error: Option<Box<str>>,
     /// prop → fingerprint of values the portal refused with `Bad keys` (it then cleared
     /// the service). While the sources still yield exactly these values, scheduled
     /// cycles do not push them again. Empty otherwise.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub bad_keys: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Pairs::is_empty")]
+    pub bad_keys: Pairs,
+}
+
+/// The result of the last attempt on one service.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LastResult {
+    /// In sync (found equal, or pushed and read back).
+    Ok,
+    /// Changes found but not sent (plan).
+    #[default]
+    Pending,
+    /// Not every prop resolved; nothing was sent.
+    Skipped,
+    /// The portal could not be read or the push failed.
+    Failed,
+    /// The portal refused the values.
+    Rejected,
+}
+
+/// A small string → string map (prop → fingerprint, `source:path` → version), sorted by
+/// key, immutable and cheap to clone.
+///
+/// Every portal mapped to the same secrets records the same fingerprints and versions,
+/// so equal maps are shared (see [`Interner`]): with 1 000 portals × 20 services the
+/// state holds 20 distinct maps instead of 20 000 copies.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Pairs(Option<Arc<[Pair]>>);
+
+/// One entry of [`Pairs`].
+type Pair = (Box<str>, Box<str>);
+
+impl Pairs {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        let entries = self.0.as_deref()?;
+        let i = entries.binary_search_by(|(k, _)| (**k).cmp(key)).ok()?;
+        Some(&entries[i].1)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|(k, v)| (&**k, &**v))
+    }
+}
+
+impl<K: Into<Box<str>>, V: Into<Box<str>>> FromIterator<(K, V)> for Pairs {
+    /// Sorts by key; of equal keys the last one wins (as with inserts into a map).
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let map: SortedMap<Box<str>> = iter.into_iter().map(|(k, v)| (k, v.into())).collect();
+        if map.is_empty() {
+            Pairs(None)
+        } else {
+            Pairs(Some(map.0.into()))
+        }
+    }
+}
+
+impl fmt::Debug for Pairs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for Pairs {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for (k, v) in self.iter() {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Pairs {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let map = SortedMap::<Box<str>>::deserialize(deserializer)?;
+        Ok(map.0.into_iter().collect())
+    }
+}
+
+/// Hands out one shared copy of each distinct [`Pairs`].
+#[derive(Default)]
+pub struct Interner(HashSet<Pairs>);
+
+impl Interner {
+    pub fn intern(&mut self, pairs: &Pairs) -> Pairs {
+        if let Some(known) = self.0.get(pairs) {
+            return known.clone();
+        }
+        self.0.insert(pairs.clone());
+        pairs.clone()
+    }
+}
+
+/// A map kept as a vector of (key, value) sorted by key, written as a JSON object.
+///
+/// The state holds several per (portal, service) — 20 000 services at 1 000 portals ×
+/// 20 — and stays in memory for the daemon's life. A `BTreeMap`'s first node alone
+/// costs about 540 bytes; this costs a few dozen for the usual one to four entries.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SortedMap<V>(Vec<(Box<str>, V)>);
+
+impl<V> Default for SortedMap<V> {
+    fn default() -> Self {
+        SortedMap(Vec::new())
+    }
+}
+
+impl<V> SortedMap<V> {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn get(&self, key: &str) -> Option<&V> {
+        let i = self.0.binary_search_by(|(k, _)| (**k).cmp(key)).ok()?;
+        Some(&self.0[i].1)
+    }
+
+    /// The entry for `key`, inserted (with `V::default()`) where the order wants it.
+    pub fn entry_or_default(&mut self, key: &str) -> &mut V
+    where
+        V: Default,
+    {
+        let i = match self.0.binary_search_by(|(k, _)| (**k).cmp(key)) {
+            Ok(i) => i,
+            Err(i) => {
+                self.0.insert(i, (key.into(), V::default()));
+                i
+            }
+        };
+        &mut self.0[i].1
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &V)> {
+        self.0.iter().map(|(k, v)| (&**k, v))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(k, _)| &**k)
+    }
+
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &V) -> bool) {
+        self.0.retain(|(k, v)| keep(k, v));
+    }
+
+    /// Gives back spare capacity (after a round of inserts).
+    pub fn shrink_to_fit(&mut self) {
+        self.0.shrink_to_fit();
+    }
+}
+
+impl<K: Into<Box<str>>, V> FromIterator<(K, V)> for SortedMap<V> {
+    /// Sorts by key; of equal keys the last one wins (as with inserts into a map).
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut v: Vec<(Box<str>, V)> = iter.into_iter().map(|(k, v)| (k.into(), v)).collect();
+        v.reverse();
+        // Stable sort keeps, among equal keys, the one inserted last first.
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.dedup_by(|next, first| next.0 == first.0);
+        v.shrink_to_fit();
+        SortedMap(v)
+    }
+}
+
+impl<V: fmt::Debug> fmt::Debug for SortedMap<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<V: Serialize> Serialize for SortedMap<V> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(&**k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for SortedMap<V> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MapVisitor<V>(PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for MapVisitor<V> {
+            type Value = SortedMap<V>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+                let mut entries: Vec<(Box<str>, V)> = Vec::new();
+                while let Some((k, v)) = access.next_entry::<Box<str>, V>()? {
+                    entries.push((k, v));
+                }
+                Ok(entries.into_iter().collect())
+            }
+        }
+        deserializer.deserialize_map(MapVisitor(PhantomData))
+    }
 }
 
 /// Why the state file could not be used (the daemon then starts from empty).
@@ -90,7 +303,10 @@ impl State {
             }
         };
         match serde_json::from_slice::<State>(&bytes) {
-            Ok(s) if s.format == FORMAT => (s, None),
+            Ok(mut s) if s.format == FORMAT => {
+                s.share_equal_maps();
+                (s, None)
+            }
             Ok(s) => (
                 State::empty(),
                 Some(StateError::Corrupt {
@@ -121,6 +337,18 @@ impl State {
         State {
             format: FORMAT,
             portals: BTreeMap::new(),
+        }
+    }
+
+    /// Makes equal fingerprint/version maps one shared copy (after loading the file).
+    fn share_equal_maps(&mut self) {
+        let mut interner = Interner::default();
+        for p in self.portals.values_mut() {
+            for (_, s) in p.services.0.iter_mut() {
+                s.confirmed = interner.intern(&s.confirmed);
+                s.versions = interner.intern(&s.versions);
+                s.bad_keys = interner.intern(&s.bad_keys);
+            }
         }
     }
 
@@ -168,14 +396,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/state.json");
         let mut s = State::empty();
-        s.portals.entry("p".into()).or_default().services.insert(
-            "google".into(),
-            ServiceState {
-                result: "ok".into(),
-                last_attempt: 5,
-                ..Default::default()
-            },
-        );
+        *s.portals
+            .entry("p".into())
+            .or_default()
+            .services
+            .entry_or_default("google") = ServiceState {
+            result: LastResult::Ok,
+            last_attempt: 5,
+            confirmed: [("id", "a1b2"), ("secret", "c3d4")].into_iter().collect(),
+            ..Default::default()
+        };
         s.save(&path).unwrap();
         let (back, err) = State::load(&path);
         assert!(err.is_none());
@@ -194,6 +424,34 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn sorted_map_orders_finds_and_keeps_the_last_of_equal_keys() {
+        let m: SortedMap<Box<str>> = [("b", "1"), ("a", "2"), ("b", "3")]
+            .into_iter()
+            .map(|(k, v)| (k, Box::<str>::from(v)))
+            .collect();
+        assert_eq!(m.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(m.get("b").map(|v| &**v), Some("3"));
+        assert_eq!(m.get("c"), None);
+        let mut m = m;
+        *m.entry_or_default("aa") = "4".into();
+        assert_eq!(m.keys().collect::<Vec<_>>(), ["a", "aa", "b"]);
+        let pairs: Pairs = m.iter().map(|(k, v)| (k, v.clone())).collect();
+        assert_eq!(pairs.get("aa"), Some("4"));
+        assert_eq!(
+            serde_json::to_string(&pairs).unwrap(),
+            serde_json::to_string(&m).unwrap()
+        );
+        assert!(Pairs::default().is_empty() && !pairs.is_empty());
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            r#"{"a":"2","aa":"4","b":"3"}"#
+        );
+        let back: SortedMap<Box<str>> =
+            serde_json::from_str(r#"{"b":"3","a":"2","aa":"4"}"#).unwrap();
+        assert_eq!(back, m);
     }
 
     #[test]

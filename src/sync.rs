@@ -24,7 +24,7 @@ use crate::report::{CycleReport, Outcome, PortalReport, ServiceReport};
 use crate::resolve::{self, Desired, Freshness, SecretCache};
 use crate::secret::{ExposeSecret, SecretString};
 use crate::sources::Sources;
-use crate::state::{ServiceState, State};
+use crate::state::{Interner, LastResult, Pairs, State};
 
 /// Whether a cycle only looks or also writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,10 +186,10 @@ impl Engine {
     }
 
     /// Fingerprints of a target's desired values.
-    fn fingerprint(&self, values: &BTreeMap<String, SecretString>) -> BTreeMap<String, String> {
+    fn fingerprint(&self, values: &BTreeMap<String, SecretString>) -> Pairs {
         values
             .iter()
-            .map(|(k, v)| (k.clone(), self.fingerprints.of(v)))
+            .map(|(k, v)| (k.as_str(), self.fingerprints.of(v)))
             .collect()
     }
 
@@ -417,6 +417,7 @@ impl Engine {
     /// Records the cycle: state entries, metrics, per-portal health.
     fn record(&self, report: &CycleReport, state: &mut State, full: bool) {
         let now = chrono::Utc::now().timestamp();
+        let mut shared = Interner::default();
         for p in &report.portals {
             let backed_off = p
                 .error
@@ -424,12 +425,13 @@ impl Engine {
                 .is_some_and(|e| e.starts_with("backed off"));
             let entry = state.portals.entry(p.portal.clone()).or_default();
             for s in &p.services {
-                let slot = entry.services.entry(s.service.clone()).or_default();
                 let (result, error) = match (&p.error, &s.outcome) {
-                    (Some(e), _) => ("failed", Some(e.clone())),
-                    (None, Outcome::InSync) | (None, Outcome::Pushed(_)) => ("ok", None),
-                    (None, Outcome::Pending(_)) => ("pending", None),
-                    (None, Outcome::Skipped(problems)) => ("skipped", Some(problems.join("; "))),
+                    (Some(e), _) => (LastResult::Failed, Some(e.as_str().into())),
+                    (None, Outcome::InSync) | (None, Outcome::Pushed(_)) => (LastResult::Ok, None),
+                    (None, Outcome::Pending(_)) => (LastResult::Pending, None),
+                    (None, Outcome::Skipped(problems)) => {
+                        (LastResult::Skipped, Some(problems.join("; ").into()))
+                    }
                     (
                         None,
                         Outcome::Failed {
@@ -437,32 +439,31 @@ impl Engine {
                             error,
                             ..
                         },
-                    ) => ("rejected", Some(error.clone())),
-                    (None, Outcome::Failed { error, .. }) => ("failed", Some(error.clone())),
+                    ) => (LastResult::Rejected, Some(error.as_str().into())),
+                    (None, Outcome::Failed { error, .. }) => {
+                        (LastResult::Failed, Some(error.as_str().into()))
+                    }
                 };
-                let mut next = ServiceState {
-                    confirmed: slot.confirmed.clone(),
-                    versions: slot.versions.clone(),
-                    last_attempt: now,
-                    result: result.to_string(),
-                    error,
-                    bad_keys: slot.bad_keys.clone(),
-                };
+                // Updated in place, copying only what changed: in a quiet cycle over
+                // thousands of services this allocates nothing.
+                let slot = entry.services.entry_or_default(&s.service);
+                slot.last_attempt = now;
+                slot.result = result;
+                slot.error = error;
                 match result {
-                    "ok" => {
-                        next.confirmed = s.fingerprints.clone();
-                        next.versions = s.versions.clone();
-                        next.bad_keys.clear();
+                    LastResult::Ok => {
+                        replace_if_changed(&mut slot.confirmed, &s.fingerprints, &mut shared);
+                        replace_if_changed(&mut slot.versions, &s.versions, &mut shared);
+                        slot.bad_keys = Pairs::default();
                     }
                     // Skipped: nothing was sent, the portal keeps what it had.
-                    "skipped" => {}
+                    LastResult::Skipped => {}
                     // Unknown portal state after a failure: compare afresh next time.
-                    _ => next.confirmed.clear(),
+                    _ => slot.confirmed = Pairs::default(),
                 }
                 if let Outcome::Failed { bad_keys: true, .. } = &s.outcome {
-                    next.bad_keys = s.fingerprints.clone();
+                    slot.bad_keys = shared.intern(&s.fingerprints);
                 }
-                *slot = next;
                 let push_result = match &s.outcome {
                     Outcome::Pushed(_) => Some("ok"),
                     // (A rejection without changes was not pushed: held after `Bad keys`.)
@@ -477,8 +478,9 @@ impl Engine {
                 if let Some(r) = push_result {
                     metrics().push(&p.portal, &s.service, r);
                 }
-                metrics().out_of_sync(&p.portal, &s.service, result != "ok");
+                metrics().out_of_sync(&p.portal, &s.service, result != LastResult::Ok);
             }
+            entry.services.shrink_to_fit();
             if p.is_ok() {
                 entry.last_success = Some(now);
                 metrics().last_success(&p.portal, now as f64);
@@ -498,7 +500,7 @@ impl Engine {
                     config
                         .maps
                         .iter()
-                        .any(|m| &m.service == svc && m.applies_to(name))
+                        .any(|m| m.service == svc && m.applies_to(name))
                 });
             }
         }
@@ -536,27 +538,26 @@ impl Engine {
 }
 
 /// The confirmed fingerprints recorded for a service, if its last attempt succeeded.
-fn confirmed<'a>(
-    state: &'a State,
-    portal: &str,
-    service: &str,
-) -> Option<&'a BTreeMap<String, String>> {
+fn confirmed<'a>(state: &'a State, portal: &str, service: &str) -> Option<&'a Pairs> {
     state
         .service(portal, service)
-        .filter(|s| s.result == "ok" && !s.confirmed.is_empty())
+        .filter(|s| s.result == LastResult::Ok && !s.confirmed.is_empty())
         .map(|s| &s.confirmed)
 }
 
 /// Whether the portal refused exactly these values with `Bad keys` before.
-fn refused_as_bad_keys(
-    state: &State,
-    portal: &str,
-    service: &str,
-    fingerprints: &BTreeMap<String, String>,
-) -> bool {
+fn refused_as_bad_keys(state: &State, portal: &str, service: &str, fingerprints: &Pairs) -> bool {
     state
         .service(portal, service)
         .is_some_and(|s| !s.bad_keys.is_empty() && s.bad_keys == *fingerprints)
+}
+
+/// Sets `slot` to `new` unless it already holds exactly that, sharing one copy of equal
+/// maps across portals.
+fn replace_if_changed(slot: &mut Pairs, new: &Pairs, shared: &mut Interner) {
+    if slot != new {
+        *slot = shared.intern(new);
+    }
 }
 
 /// Placeholder reports for targets of a portal that could not be worked on.
@@ -572,7 +573,7 @@ fn desired_reports(desired: &[Desired]) -> Vec<ServiceReport> {
                 bad_keys: false,
             },
             versions: d.versions.clone(),
-            fingerprints: BTreeMap::new(),
+            fingerprints: Pairs::default(),
         })
         .collect()
 }

@@ -519,13 +519,20 @@ impl PortalClient {
     }
 }
 
+/// How long an idle portal connection is kept for reuse.
+const POOL_IDLE: Duration = Duration::from_secs(5);
+
 /// Settings shared by every portal client. Timeouts are set per request (each portal
 /// has its own), the connect timeout here bounds the TCP/TLS handshake.
 fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .user_agent(concat!("authsync/", env!("CARGO_PKG_VERSION")))
-        .pool_idle_timeout(Duration::from_secs(90))
+        // Connections are reused within a cycle (GET, the POSTs, the read-back follow
+        // each other closely) but are useless between cycles minutes apart: an idle
+        // connection holds buffers (~80 KiB each here) and a slot on the portal, which
+        // adds up with hundreds of portals. Let them go soon after the cycle.
+        .pool_idle_timeout(POOL_IDLE)
         // A redirect means "log in" (Workspace) or a misconfigured URL: never follow.
         .redirect(reqwest::redirect::Policy::none())
 }
