@@ -454,6 +454,63 @@ mod tests {
         assert_eq!(back, m);
     }
 
+    /// A file written before the state became compact (maps per service, `result` as a
+    /// string) loads unchanged and is written back byte for byte: an upgrade neither
+    /// loses what was confirmed nor re-pushes anything.
+    #[test]
+    fn files_from_earlier_versions_load_and_round_trip_exactly() {
+        let earlier = r#"{
+  "format": 1,
+  "portals": {
+    "prod": {
+      "last_success": 1764000000,
+      "services": {
+        "google": {
+          "confirmed": {
+            "clientId": "0a1b2c3d4e5f",
+            "clientSecret": "5f4e3d2c1b0a"
+          },
+          "versions": {
+            "vault:secret/google": "7"
+          },
+          "last_attempt": 1764000000,
+          "result": "ok",
+          "error": null
+        },
+        "s3": {
+          "confirmed": {},
+          "versions": {},
+          "last_attempt": 1764000000,
+          "result": "rejected",
+          "error": "the portal answered `Bad keys`",
+          "bad_keys": {
+            "accesskey": "aaaaaaaaaaaa"
+          }
+        }
+      }
+    }
+  }
+}"#;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::write(&path, earlier).unwrap();
+        let (state, err) = State::load(&path);
+        assert!(err.is_none(), "{err:?}");
+        let google = state.service("prod", "google").unwrap();
+        assert_eq!(google.result, LastResult::Ok);
+        assert_eq!(google.confirmed.get("clientSecret"), Some("5f4e3d2c1b0a"));
+        assert_eq!(
+            state
+                .service("prod", "s3")
+                .unwrap()
+                .bad_keys
+                .get("accesskey"),
+            Some("aaaaaaaaaaaa")
+        );
+        state.save(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), earlier);
+    }
+
     #[test]
     fn corrupt_or_truncated_file_gives_empty_state_and_a_reason() {
         let dir = tempfile::tempdir().unwrap();
