@@ -223,6 +223,10 @@ impl Daemon {
                     Some(t) = self.triggers.recv() => pending.add_trigger(t),
                 }
             }
+            if self.server.trigger_overflow.swap(false, Ordering::AcqRel) {
+                // Some trigger's lists did not fit in the queue: cover everything.
+                pending.add_trigger(TriggerRequest::default());
+            }
             let work = std::mem::take(&mut pending);
             let (filter, opts) = self.plan_cycle(work, first);
             if opts.freshness == Freshness::Versioned {

@@ -92,6 +92,9 @@ pub struct ServerState {
     /// The daemon's (bounded) trigger channel. When it is full a cycle is already
     /// queued, and the trigger coalesces into it (still 202).
     pub triggers: mpsc::Sender<TriggerRequest>,
+    /// Set when a trigger did not fit in the channel: its portal/service lists are lost,
+    /// so the daemon widens the next triggered cycle to everything rather than miss them.
+    pub trigger_overflow: Arc<AtomicBool>,
 }
 
 impl ServerState {
@@ -105,6 +108,7 @@ impl ServerState {
             alive: Arc::new(AtomicBool::new(true)),
             trigger_token: Arc::new(RwLock::new(trigger_token)),
             triggers,
+            trigger_overflow: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -237,7 +241,8 @@ async fn post_trigger(
     match state.triggers.try_send(scope) {
         Ok(()) => {}
         Err(TrySendError::Full(_)) => {
-            tracing::debug!("a triggered cycle is already queued; this trigger coalesces into it");
+            state.trigger_overflow.store(true, Ordering::Release);
+            tracing::debug!("a triggered cycle is already queued; this trigger coalesces into it (the next triggered cycle covers every portal)");
         }
         Err(TrySendError::Closed(_)) => {
             tracing::warn!("trigger dropped: the scheduler is not running");
@@ -855,6 +860,10 @@ mod tests {
         }
         assert!(h.rx.try_recv().is_ok());
         assert!(h.rx.try_recv().is_err(), "triggers coalesce into one");
+        assert!(
+            h.state.trigger_overflow.load(Ordering::Acquire),
+            "the lost scopes are flagged, so the daemon widens the next cycle"
+        );
 
         h.rx.close();
         let r = h.trigger(Some(&bearer(TOKEN)), None).await;
