@@ -40,10 +40,14 @@ COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY tests ./tests
 
+# jemalloc bakes in the page size of the build machine; arm64 kernels may use 64 KiB
+# pages (4 KiB kernels run a 64 KiB build fine, not the reverse).
+ARG TARGETARCH
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
-    cargo build --release --locked --bin authsync \
+    if [ "$TARGETARCH" = "arm64" ]; then export JEMALLOC_SYS_WITH_LG_PAGE=16; fi \
+    && cargo build --release --locked --bin authsync \
     && install -D -m 0755 target/release/authsync /out/usr/local/bin/authsync \
     && install -d -m 0700 /out/var/lib/authsync \
     && install -d -m 0755 /out/etc/authsync
