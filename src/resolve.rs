@@ -9,8 +9,6 @@
 //! eventually consistent).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-
-use crate::state::Pairs;
 use std::sync::{Arc, Mutex};
 
 use futures::future::join_all;
@@ -19,6 +17,7 @@ use crate::config::PropRef;
 use crate::mapping::Target;
 use crate::secret::SecretString;
 use crate::sources::{Secret, SourceError, Sources};
+use crate::state::Pairs;
 
 /// Whether values may come from the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -172,23 +172,13 @@ impl Engine {
         report
     }
 
-    fn service_report(&self, d: &Desired, outcome: Outcome) -> ServiceReport {
-        ServiceReport {
-            service: d.service.clone(),
-            outcome,
-            versions: d.versions.clone(),
-            fingerprints: d
-                .values
-                .as_ref()
-                .map(|v| self.fingerprint(v))
-                .unwrap_or_default(),
-        }
-    }
-
-    /// Fingerprints of a target's desired values.
-    fn fingerprint(&self, values: &BTreeMap<String, SecretString>) -> Pairs {
-        values
+    /// Fingerprints of a target's desired values (empty when not every prop resolved).
+    /// Computed once per target and cycle: the drift, `Bad keys` and state checks all
+    /// compare against these.
+    fn fingerprint(&self, d: &Desired) -> Pairs {
+        d.values
             .iter()
+            .flatten()
             .map(|(k, v)| (k.as_str(), self.fingerprints.of(v)))
             .collect()
     }
@@ -226,12 +216,14 @@ impl Engine {
         let mut services = Vec::new();
         let mut to_check = Vec::new();
         for d in desired {
+            let fingerprints = self.fingerprint(&d);
             let unchanged = self.config.sync.drift == Drift::Ignore
-                && matches!(&d.values, Ok(v) if confirmed(state, &portal, &d.service).is_some_and(|c| *c == self.fingerprint(v)));
+                && d.values.is_ok()
+                && confirmed(state, &portal, &d.service).is_some_and(|c| *c == fingerprints);
             if unchanged {
-                services.push(self.service_report(&d, Outcome::InSync));
+                services.push(service_report(&d, &fingerprints, Outcome::InSync));
             } else {
-                to_check.push(d);
+                to_check.push((d, fingerprints));
             }
         }
         if to_check.is_empty() {
@@ -246,7 +238,7 @@ impl Engine {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(portal = %portal, error = %e, "cannot read the portal's services; skipping this portal");
-                services.extend(desired_reports(&to_check));
+                services.extend(desired_reports(to_check.iter().map(|(d, _)| d)));
                 return PortalReport {
                     portal,
                     error: Some(e.to_string()),
@@ -257,8 +249,8 @@ impl Engine {
 
         let mut to_push: Vec<(usize, plan::ServicePlan, BTreeMap<String, SecretString>)> =
             Vec::new();
-        for d in to_check {
-            let report = |outcome| self.service_report(&d, outcome);
+        for (d, fingerprints) in to_check {
+            let report = |outcome| service_report(&d, &fingerprints, outcome);
             let values = match &d.values {
                 Ok(v) => v,
                 Err(problems) => {
@@ -290,12 +282,7 @@ impl Engine {
                     // portal meanwhile. Scheduled cycles wait until the source values
                     // change; a trigger, a restart or a one-shot `sync` tries once more.
                     if opts.respect_backoff
-                        && refused_as_bad_keys(
-                            state,
-                            &portal,
-                            &d.service,
-                            &self.fingerprint(values),
-                        )
+                        && refused_as_bad_keys(state, &portal, &d.service, &fingerprints)
                     {
                         tracing::warn!(portal = %portal, service = %d.service, "not pushed again: the portal refused these very values with `Bad keys`");
                         services.push(report(Outcome::Failed {
@@ -335,7 +322,7 @@ impl Engine {
             // A push while the sources still match the last confirmed values means the
             // portal was edited behind our back: a drift correction.
             let drift = confirmed(state, &portal, &service)
-                .is_some_and(|c| *c == self.fingerprint(&values));
+                .is_some_and(|c| *c == services[idx].fingerprints);
             match result {
                 Ok(changed) => {
                     tracing::info!(portal = %portal, service = %service, props = %props.join(","), drift_correction = drift, portal_reported_change = changed, "pushed");
@@ -560,10 +547,20 @@ fn replace_if_changed(slot: &mut Pairs, new: &Pairs, shared: &mut Interner) {
     }
 }
 
+/// A target's report, with its fingerprints (shared, not copied).
+fn service_report(d: &Desired, fingerprints: &Pairs, outcome: Outcome) -> ServiceReport {
+    ServiceReport {
+        service: d.service.clone(),
+        outcome,
+        versions: d.versions.clone(),
+        fingerprints: fingerprints.clone(),
+    }
+}
+
 /// Placeholder reports for targets of a portal that could not be worked on.
-fn desired_reports(desired: &[Desired]) -> Vec<ServiceReport> {
+fn desired_reports<'a>(desired: impl IntoIterator<Item = &'a Desired>) -> Vec<ServiceReport> {
     desired
-        .iter()
+        .into_iter()
         .map(|d| ServiceReport {
             service: d.service.clone(),
             outcome: Outcome::Failed {

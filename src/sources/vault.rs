@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use vaultrs::api::kv2::requests::ReadSecretRequest;
+use vaultrs::api::AuthInfo;
 use vaultrs::client::{VaultClient, VaultClientSettings, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
@@ -128,6 +129,27 @@ impl VaultSource {
         !matches!(self.auth, VaultAuth::Token { .. })
     }
 
+    /// A login's answer as (token, TTL, renewable), counted in the metrics. A refusal
+    /// becomes an `Auth` error worded by `why`; an unreachable or sealed Vault stays
+    /// `Unavailable` (not a credential problem: retried later).
+    fn logged_in(
+        &self,
+        answer: Result<AuthInfo, ClientError>,
+        why: impl FnOnce(&SourceError) -> String,
+    ) -> Result<(SecretString, u64, bool), SourceError> {
+        let info = answer.map_err(map_error);
+        metrics::source_request(&self.name, "login", &info);
+        match info {
+            Ok(info) => Ok((
+                SecretString::from(info.client_token),
+                info.lease_duration,
+                info.renewable,
+            )),
+            Err(e @ SourceError::Unavailable(_)) => Err(e),
+            Err(e) => Err(SourceError::Auth(why(&e))),
+        }
+    }
+
     /// A fresh token: the configured one (looked up for its TTL), or a new login.
     /// Secrets (secret_id, JWT) are re-read at every login: they rotate.
     async fn login(&self) -> Result<Session, SourceError> {
@@ -167,21 +189,12 @@ impl VaultSource {
                     role_id.expose_secret(),
                     secret_id.expose_secret(),
                 )
-                .await
-                .map_err(map_error);
-                metrics::source_request(&self.name, "login", &info);
-                let info = info.map_err(|e| match e {
-                    // Unreachable or sealed: not a credential problem (retried later).
-                    SourceError::Unavailable(_) => e,
-                    e => SourceError::Auth(format!(
+                .await;
+                self.logged_in(info, |e| {
+                    format!(
                         "AppRole login at auth/{mount} failed ({e}); check role_id and secret_id"
-                    )),
-                })?;
-                (
-                    SecretString::from(info.client_token),
-                    info.lease_duration,
-                    info.renewable,
-                )
+                    )
+                })?
             }
             VaultAuth::Kubernetes {
                 role,
@@ -193,20 +206,10 @@ impl VaultSource {
                 })?;
                 let info =
                     vaultrs::auth::kubernetes::login(&anonymous, mount, role, jwt.expose_secret())
-                        .await
-                        .map_err(map_error);
-                metrics::source_request(&self.name, "login", &info);
-                let info = info.map_err(|e| match e {
-                    SourceError::Unavailable(_) => e,
-                    e => SourceError::Auth(format!(
-                        "Kubernetes login at auth/{mount} (role {role}) failed ({e})"
-                    )),
-                })?;
-                (
-                    SecretString::from(info.client_token),
-                    info.lease_duration,
-                    info.renewable,
-                )
+                        .await;
+                self.logged_in(info, |e| {
+                    format!("Kubernetes login at auth/{mount} (role {role}) failed ({e})")
+                })?
             }
         };
         if self.logs_in() {
