@@ -36,6 +36,13 @@ use prometheus_client::registry::{Registry, Unit};
 /// format (0.0.4) would not accept.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// Upper bounds (seconds) of the propagation histogram: an event-driven rotation lands in
+/// about a second, a polled one within the schedule (minutes), a stalled one much later.
+const PROPAGATION_BUCKETS: [f64; 16] = [
+    0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0,
+    86400.0,
+];
+
 /// Upper bounds (seconds) of the cycle-duration histogram. A cycle that touches nothing
 /// takes tens of milliseconds; one with slow portals runs into their timeouts (15 s by
 /// default, retried), so the buckets reach two minutes.
@@ -74,6 +81,22 @@ struct PortalLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabels {
+    service: Label,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: Label,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    source: Label,
+    result: Label,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabels {
     version: Label,
 }
@@ -92,6 +115,9 @@ pub struct Metrics {
     last_success: Family<PortalLabels, Gauge<f64, AtomicU64>>,
     config_reloads: Family<ResultLabels, Counter>,
     build_info: Family<VersionLabels, Gauge>,
+    rollout_halted: Family<ServiceLabels, Gauge>,
+    events: Family<EventLabels, Counter>,
+    propagation: Family<SourceLabels, Histogram>,
 }
 
 impl Metrics {
@@ -109,6 +135,9 @@ impl Metrics {
             last_success: Family::default(),
             config_reloads: Family::default(),
             build_info: Family::default(),
+            rollout_halted: Family::default(),
+            events: Family::default(),
+            propagation: Family::new_with_constructor(|| Histogram::new(PROPAGATION_BUCKETS)),
         };
         // Counters: registered without `_total` (the encoder appends it).
         registry.register(
@@ -143,6 +172,22 @@ impl Metrics {
             "authsync_config_reloads",
             "Config reloads by outcome (ok, failed)",
             m.config_reloads.clone(),
+        );
+        registry.register(
+            "authsync_rollout_halted",
+            "1 while a refused new value of the service is kept from later rollout waves",
+            m.rollout_halted.clone(),
+        );
+        registry.register(
+            "authsync_events",
+            "Rotation events received from a source's queue (matched, unmapped, malformed)",
+            m.events.clone(),
+        );
+        registry.register_with_unit(
+            "authsync_propagation",
+            "From the creation of a source version to the read-back that confirmed it on a portal",
+            Unit::Seconds,
+            m.propagation.clone(),
         );
         registry.register_collector(Box::new(m.services.clone()));
         // A gauge rather than an OpenMetrics `info` metric: the exposed sample is the
@@ -220,8 +265,10 @@ impl Metrics {
     /// Drops the `authsync_out_of_sync` series of a (portal, service) no longer mapped
     /// (after a config reload), so a stale 1 cannot keep an alert firing forever.
     pub fn forget_service(&self, portal: &str, service: &str) {
-        self.services
-            .update(portal, service, |s| s.out_of_sync = None);
+        self.services.update(portal, service, |s| {
+            s.out_of_sync = None;
+            s.held = None;
+        });
     }
 
     /// Drops the `authsync_last_success_timestamp_seconds` series of a portal removed
@@ -255,6 +302,57 @@ impl Metrics {
     /// service: users lose that integration until someone fixes the source.
     pub fn bad_keys(&self, portal: &str, service: &str) {
         self.services.update(portal, service, |s| s.bad_keys += 1);
+    }
+
+    /// Counts a refusal: the portal answered 400 to a push, or the read-back did not hold
+    /// what was sent (whatever the portal's message said).
+    pub fn refusal(&self, portal: &str, service: &str) {
+        self.services.update(portal, service, |s| s.refusals += 1);
+    }
+
+    /// Counts an attempt to put back the values a refusal wiped (`result`: `ok`/`failed`).
+    pub fn restore(&self, portal: &str, service: &str, ok: bool) {
+        self.services.update(portal, service, |s| {
+            if ok {
+                s.restores[0] += 1
+            } else {
+                s.restores[1] += 1
+            }
+        });
+    }
+
+    /// Sets `authsync_held{portal,service}`: 1 while refused values are held back.
+    pub fn held(&self, portal: &str, service: &str, held: bool) {
+        self.services
+            .update(portal, service, |s| s.held = Some(held));
+    }
+
+    /// Sets `authsync_rollout_halted{service}`.
+    pub fn rollout_halted(&self, service: &str, halted: bool) {
+        self.rollout_halted
+            .get_or_create(&ServiceLabels {
+                service: label(service),
+            })
+            .set(i64::from(halted));
+    }
+
+    /// Counts one rotation event (`result`: `matched`, `unmapped` or `malformed`).
+    pub fn event(&self, source: &str, result: &str) {
+        self.events
+            .get_or_create(&EventLabels {
+                source: label(source),
+                result: label(result),
+            })
+            .inc();
+    }
+
+    /// Observes how long a source version took to be confirmed on a portal.
+    pub fn propagation(&self, source: &str, seconds: f64) {
+        self.propagation
+            .get_or_create(&SourceLabels {
+                source: label(source),
+            })
+            .observe(seconds.max(0.0));
     }
 
     /// The whole exposition in OpenMetrics text, ending in `# EOF`; serve it as
@@ -300,6 +398,9 @@ impl Metrics {
 /// `result` values of `authsync_pushes`, in [`ServiceStats::pushes`] order.
 const PUSH_RESULTS: [&str; 3] = ["ok", "rejected", "error"];
 
+/// `result` values of `authsync_restores`, in [`ServiceStats::restores`] order.
+const RESTORE_RESULTS: [&str; 2] = ["ok", "failed"];
+
 /// The per-(portal, service) series, in one table written out at scrape time.
 ///
 /// With 1 000 portals × 20 services these are 40 000+ series. As `Family` maps (a hash
@@ -315,8 +416,13 @@ struct ServiceStats {
     pushes: [u64; 3],
     drift_corrections: u64,
     bad_keys: u64,
+    refusals: u64,
+    /// `authsync_restores_total` per [`RESTORE_RESULTS`].
+    restores: [u64; 2],
     /// `authsync_out_of_sync`; `None` = not exported (never set, or forgotten).
     out_of_sync: Option<bool>,
+    /// `authsync_held`; `None` = not exported.
+    held: Option<bool>,
 }
 
 impl ServiceSeries {
@@ -368,7 +474,21 @@ impl Collector for ServiceSeries {
                 }
             }
         }
-        let counters: [(&str, &str, StatField); 2] = [
+        let mut restores = encoder.encode_descriptor(
+            "authsync_restores",
+            "Refused pushes after which the previous values were put back, by outcome (ok, failed)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (portal, service, st) in series() {
+            for (result, n) in RESTORE_RESULTS.iter().zip(st.restores) {
+                if n > 0 {
+                    let labels = [("portal", portal), ("service", service), ("result", result)];
+                    ConstCounter::new(n).encode(restores.encode_family(&labels)?)?;
+                }
+            }
+        }
+        let counters: [(&str, &str, StatField); 3] = [
             (
                 "authsync_drift_corrections",
                 "Portal values changed outside authsync and put back",
@@ -378,6 +498,11 @@ impl Collector for ServiceSeries {
                 "authsync_bad_keys",
                 "Times a portal rejected keys and wiped the service (needs a human)",
                 |st| st.bad_keys,
+            ),
+            (
+                "authsync_refusals",
+                "Pushes the portal refused (400, or a read-back without the sent values)",
+                |st| st.refusals,
             ),
         ];
         for (name, help, value) in counters {
@@ -400,6 +525,18 @@ impl Collector for ServiceSeries {
             if let Some(out) = st.out_of_sync {
                 let labels = [("portal", portal), ("service", service)];
                 ConstGauge::new(i64::from(out)).encode(out_of_sync.encode_family(&labels)?)?;
+            }
+        }
+        let mut held = encoder.encode_descriptor(
+            "authsync_held",
+            "1 while values the portal refused are held back until the source changes",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (portal, service, st) in series() {
+            if let Some(h) = st.held {
+                let labels = [("portal", portal), ("service", service)];
+                ConstGauge::new(i64::from(h)).encode(held.encode_family(&labels)?)?;
             }
         }
         Ok(())
@@ -501,6 +638,12 @@ mod tests {
         m.last_success("prod", 1_700_000_000.0);
         m.config_reload("ok");
         m.bad_keys("prod", "s3");
+        m.refusal("prod", "s3");
+        m.restore("prod", "s3", true);
+        m.held("prod", "s3", true);
+        m.rollout_halted("s3", true);
+        m.event("aws", "matched");
+        m.propagation("aws", 0.7);
         m
     }
 
@@ -531,6 +674,13 @@ mod tests {
             "authsync_config_reloads_total",
             "authsync_build_info",
             "authsync_bad_keys_total",
+            "authsync_refusals_total",
+            "authsync_restores_total",
+            "authsync_held",
+            "authsync_rollout_halted",
+            "authsync_events_total",
+            "authsync_propagation_seconds_bucket",
+            "authsync_propagation_seconds_count",
         ] {
             assert!(
                 names.iter().any(|n| n == expected),
@@ -569,6 +719,12 @@ mod tests {
             "authsync_out_of_sync{portal=\"prod\",service=\"s3\"} 1".into(),
             "authsync_config_reloads_total{result=\"ok\"} 1".into(),
             "authsync_bad_keys_total{portal=\"prod\",service=\"s3\"} 1".into(),
+            "authsync_refusals_total{portal=\"prod\",service=\"s3\"} 1".into(),
+            "authsync_restores_total{portal=\"prod\",service=\"s3\",result=\"ok\"} 1".into(),
+            "authsync_held{portal=\"prod\",service=\"s3\"} 1".into(),
+            "authsync_rollout_halted{service=\"s3\"} 1".into(),
+            "authsync_events_total{source=\"aws\",result=\"matched\"} 1".into(),
+            "authsync_propagation_seconds_count{source=\"aws\"} 1".into(),
             format!(
                 "authsync_build_info{{version=\"{}\"}} 1",
                 env!("CARGO_PKG_VERSION")
