@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Validates what ships for deployment: the Dockerfile, deploy/ (Kubernetes, systemd,
-# Prometheus rules) and the shell scripts. Exits non-zero on any finding.
+# Prometheus rules, the Grafana dashboard) and the shell scripts. Exits non-zero on any finding.
 #
 #   scripts/validate-deploy.sh                          # what CI runs (.ci/run)
 #   VALIDATE_DEPLOY_BUILD=1 scripts/validate-deploy.sh  # also run the image's release build natively
@@ -22,8 +22,18 @@
 #     security settings) are checked structurally.
 #  4. promtool: the PrometheusRule's groups equal deploy/prometheus/authsync.rules.yml,
 #     `promtool check rules` and the unit tests in authsync.rules.test.yml; every metric
-#     an alert uses is registered in src/metrics.rs.
-#  5. systemd-analyze verify on the units (any output on stderr is a finding) and
+#     an alert uses is one src/metrics.rs exposes, under its exposed name (`_total`,
+#     `_seconds`, `_bucket`… as prometheus-client appends them to the registered name).
+#  5. The Grafana dashboard deploy/grafana/authsync.json: the fields Grafana needs (uid,
+#     title, schemaVersion >= 36, a Prometheus `datasource` variable; every panel with a
+#     unique id, type, title, gridPos inside the grid and overlapping no other, a
+#     description, the variable as datasource, targets with refId and expr); every metric
+#     it queries exposed by src/metrics.rs and every exposed metric on some panel; label
+#     names in by/on clauses and legends are authsync's. Each query, with template
+#     variables replaced by stand-ins, becomes a recording rule for `promtool check rules`
+#     and must answer on a synthetic scrape history in which everything happens
+#     (`promtool test rules`).
+#  6. systemd-analyze verify on the units (any output on stderr is a finding) and
 #     `systemd-analyze security` exposure at most 2.0; the units' settings and
 #     LoadCredential= names against deploy/systemd/authsync.toml.
 set -euo pipefail
@@ -401,9 +411,6 @@ def prometheusrule(pr, render_dir):
         problem(f"{where}: spec differs from deploy/prometheus/authsync.rules.yml (keep them identical)")
     with open(os.path.join(render_dir, "prometheusrule-spec.yml"), "w") as f:
         yaml.safe_dump(spec, f, sort_keys=False)
-    with open(os.path.join(ROOT, "src/metrics.rs")) as f:
-        metrics_src = f.read()
-    registered = set(re.findall(r'"(authsync_[a-z_]+)"', metrics_src))
     for g in spec.get("groups", []):
         allowed(f"{where} group", g, {"name", "interval", "rules"})
         for r in g.get("rules", []):
@@ -416,11 +423,304 @@ def prometheusrule(pr, render_dir):
                     problem(f"{where} {name}: annotations.summary is missing")
             if "for" in r and not DURATION.match(str(r["for"])):
                 problem(f"{where} {name}: for {r['for']!r} is not a duration")
-            for metric in set(re.findall(r"\bauthsync_[a-z_]+", r.get("expr", ""))):
-                base = re.sub(r"_(bucket|sum|count)$", "", metric)
-                candidates = {base, re.sub(r"_total$", "", base), re.sub(r"_seconds$", "", base)}
-                if not candidates & registered:
-                    problem(f"{where} {name}: metric {metric} is not registered in src/metrics.rs")
+
+
+def registered_metrics():
+    """{family: sample names it exposes} for every family src/metrics.rs registers.
+
+    metrics.rs registers names without the suffixes prometheus-client appends: `_total` on a
+    counter, the unit (`_seconds`), `_bucket`/`_sum`/`_count` on a histogram. The kind comes
+    from the registered field's type or the descriptor's MetricType; a family whose kind
+    cannot be read here accepts every suffix (so a refactor there cannot break CI, only
+    weaken this check).
+    """
+    with open(os.path.join(ROOT, "src/metrics.rs")) as f:
+        src = f.read().split("#[cfg(test)]")[0]
+    string = r'"(?:[^"\\]|\\.)*"'
+
+    def kind_of(text):
+        for k in ("Histogram", "Counter", "Gauge"):
+            if k in text:
+                return k.lower()
+        return None
+
+    fields = {}
+    struct = re.search(r"pub struct Metrics \{(.*?)\n\}", src, re.S)
+    for name, typ in re.findall(r"^\s*(?:pub\s+)?(\w+):\s*(.+?),\s*$", struct.group(1) if struct else "", re.M):
+        fields[name] = kind_of(typ)
+    families = {}  # name -> (kind or None, unit or None)
+    for name, unit, field in re.findall(
+            r"register(?:_with_unit)?\(\s*\"(authsync_\w+)\",\s*" + string
+            + r",\s*(?:Unit::(\w+),\s*)?m\.(\w+)\.clone\(\)", src):
+        families[name] = (fields.get(field), unit or None)
+    for name, unit, kind in re.findall(
+            r"encode_descriptor\(\s*\"(authsync_\w+)\",\s*" + string
+            + r",\s*(?:None|Some\(&?Unit::(\w+)\)),\s*MetricType::(\w+)", src):
+        families[name] = (kind_of(kind), unit or None)
+    # Names in a table that a loop then encodes: `let T = [("authsync_x", …), …]; for … in T {
+    # … encode_descriptor(name, help, None, MetricType::K)`.
+    for table, body in re.findall(r"let (\w+)\s*:[^=]*=\s*\[(.*?)\];", src, re.S):
+        loop = re.search(r"for \([^)]*\) in " + table + r"\b.*?MetricType::(\w+)", src, re.S)
+        for name in re.findall(r"\(\s*\"(authsync_\w+)\"", body):
+            families.setdefault(name, (kind_of(loop.group(1)) if loop else None, None))
+    for name in re.findall(r'"(authsync_\w+)"', src):
+        families.setdefault(name, (None, None))
+    exposed = {}
+    for name, (kind, unit) in families.items():
+        base = f"{name}_{unit.lower()}" if unit else name
+        forms = {
+            "counter": {base + "_total"},
+            "gauge": {base},
+            "histogram": {base + "_bucket", base + "_sum", base + "_count"},
+        }
+        exposed[name] = forms[kind] if kind else set().union(*forms.values()) | {
+            f"{name}_seconds{s}" for s in ("", "_bucket", "_sum", "_count")}
+    return exposed
+
+
+def metric_names(expr):
+    return set(re.findall(r"\bauthsync_[a-z_]+", expr))
+
+
+def check_metrics(where, expr, exposed):
+    """Every authsync_* sample name in the expression is one that src/metrics.rs exposes."""
+    known = set().union(*exposed.values()) if exposed else set()
+    for metric in sorted(metric_names(expr)):
+        if metric not in known:
+            near = sorted(n for n in known if n.startswith(re.sub(r"_(total|seconds|bucket|sum|count)$", "", metric)))
+            hint = f" (exposed: {', '.join(near)})" if near else ""
+            problem(f"{where}: metric {metric} is not exposed by src/metrics.rs{hint}")
+
+
+def rules():
+    """The alert rules use only metrics that src/metrics.rs exposes, under their exposed names."""
+    exposed = registered_metrics()
+    with open(os.path.join(ROOT, "deploy/prometheus/authsync.rules.yml")) as f:
+        spec = yaml.safe_load(f)
+    for g in spec.get("groups", []):
+        for r in g.get("rules", []):
+            name = r.get("alert") or r.get("record")
+            check_metrics(f"deploy/prometheus/authsync.rules.yml {name}", r.get("expr", ""), exposed)
+
+
+# Stand-ins for Grafana's built-in variables in panel queries (valid PromQL durations that
+# the synthetic data below covers), and for the dashboard's own variables: `.*`, what
+# "All" sends (allValue), valid in the regex matchers the dashboard uses them in.
+GRAFANA_BUILTINS = {
+    "__rate_interval": "5m", "__interval": "5m", "__range": "1h",
+    "__interval_ms": "300000", "__range_s": "3600", "__range_ms": "3600000",
+}
+GRAFANA_VAR = re.compile(r"\$\{(\w+)(?::\w+)?\}|\[\[(\w+)(?::\w+)?\]\]|\$(\w+)")
+GRAFANA_DS = {"type": "prometheus", "uid": "${datasource}"}
+DASHBOARD = "deploy/grafana/authsync.json"
+
+
+def synthetic_series():
+    """One scrape history in which everything the dashboard shows happens: every metric with
+    the labels of the product contract, every counter growing, every state gauge at 1."""
+    common = 'job="authsync",instance="authsync:9464"'
+    series = []
+
+    def add(name, labels, values):
+        series.append({"series": f"{name}{{{common}{',' + labels if labels else ''}}}", "values": values})
+
+    grow = "0+1x180"
+    add("up", "", "1x180")
+    add("authsync_build_info", 'version="0.0.0"', "1x180")
+    for result in ("ok", "partial", "failed"):
+        add("authsync_sync_runs_total", f'result="{result}"', grow)
+    for le, values in (("0.5", "0+1x180"), ("5.0", "0+3x180"), ("+Inf", "0+3x180")):
+        add("authsync_sync_duration_seconds_bucket", f'le="{le}"', values)
+    add("authsync_sync_duration_seconds_sum", "", "0+4x180")
+    add("authsync_sync_duration_seconds_count", "", "0+3x180")
+    pair = 'portal="prod",service="s3"'
+    for result in ("ok", "rejected", "error"):
+        add("authsync_pushes_total", f'{pair},result="{result}"', grow)
+    for result in ("ok", "failed"):
+        add("authsync_restores_total", f'{pair},result="{result}"', grow)
+    for name in ("authsync_drift_corrections_total", "authsync_refusals_total", "authsync_bad_keys_total"):
+        add(name, pair, grow)
+    add("authsync_out_of_sync", pair, "1x180")
+    add("authsync_out_of_sync", 'portal="prod",service="google"', "0x180")
+    add("authsync_held", pair, "1x180")
+    add("authsync_rollout_halted", 'service="s3"', "1x180")
+    add("authsync_last_success_timestamp_seconds", 'portal="prod"', "0+60x180")
+    for result in ("ok", "not_found", "error"):
+        add("authsync_source_requests_total", f'source="vault",operation="read",result="{result}"', grow)
+    for method, status in (("GET", "200"), ("POST", "400"), ("GET", "timeout")):
+        add("authsync_portal_requests_total", f'portal="prod",method="{method}",status="{status}"', grow)
+    for result in ("ok", "failed"):
+        add("authsync_config_reloads_total", f'result="{result}"', grow)
+    for result in ("matched", "unmapped", "malformed"):
+        add("authsync_events_total", f'source="aws",result="{result}"', grow)
+    for le, values in (("1.0", "0+1x180"), ("900.0", "0+2x180"), ("+Inf", "0+3x180")):
+        add("authsync_propagation_seconds_bucket", f'source="aws",le="{le}"', values)
+    add("authsync_propagation_seconds_sum", 'source="aws"', "0+1000x180")
+    add("authsync_propagation_seconds_count", 'source="aws"', "0+3x180")
+    return series
+
+
+def grafana(out_dir):
+    """Structure of the dashboard, its metric names, and its queries as rule files for promtool."""
+    path = os.path.join(ROOT, DASHBOARD)
+    try:
+        with open(path) as f:
+            d = json.load(f)
+    except (OSError, json.JSONDecodeError) as err:
+        problem(f"{DASHBOARD}: cannot load: {err}")
+        return
+    for key, typ in (("uid", str), ("title", str), ("schemaVersion", int), ("panels", list),
+                     ("templating", dict), ("time", dict)):
+        if not isinstance(d.get(key), typ):
+            problem(f"{DASHBOARD}: {key} must be a {typ.__name__}")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", str(d.get("uid", ""))):
+        problem(f"{DASHBOARD}: uid {d.get('uid')!r} must be 1-40 letters, digits, - or _")
+    if isinstance(d.get("schemaVersion"), int) and d["schemaVersion"] < 36:
+        problem(f"{DASHBOARD}: schemaVersion {d['schemaVersion']} is older than 36")
+    if d.get("id") is not None:
+        problem(f"{DASHBOARD}: id must be null (Grafana assigns it on import)")
+    if "__inputs" in d:
+        problem(f"{DASHBOARD}: use the ${{datasource}} variable, not __inputs (provisioning cannot fill those)")
+
+    variables = {}
+    var_queries = []
+    for v in d.get("templating", {}).get("list", []):
+        name = v.get("name")
+        if not name or name in variables:
+            problem(f"{DASHBOARD}: variable {name!r} is unnamed or defined twice")
+            continue
+        if v.get("type") == "datasource":
+            variables[name] = None
+            if v.get("query") != "prometheus":
+                problem(f"{DASHBOARD}: datasource variable {name} must list Prometheus data sources")
+            continue
+        variables[name] = ".*"
+        if v.get("type") == "query":
+            if v.get("datasource") != GRAFANA_DS:
+                problem(f"{DASHBOARD}: variable {name}: datasource must be {GRAFANA_DS}")
+            query = v.get("query")
+            query = query.get("query", "") if isinstance(query, dict) else query
+            var_queries.append((name, query or ""))
+    if "datasource" not in variables or variables["datasource"] is not None:
+        problem(f"{DASHBOARD}: needs a `datasource` variable of type datasource (query: prometheus)")
+
+    def substitute(where, expr):
+        def repl(m):
+            name = m.group(1) or m.group(2) or m.group(3)
+            if name in GRAFANA_BUILTINS:
+                return GRAFANA_BUILTINS[name]
+            if variables.get(name):
+                return variables[name]
+            problem(f"{where}: ${name} is neither a dashboard variable nor a Grafana built-in")
+            return m.group(0)
+        return GRAFANA_VAR.sub(repl, expr)
+
+    exposed = registered_metrics()
+    used = set()
+    queries = []  # (rule name, where, PromQL)
+    # Label names a query may group by or show: the contract's, the scrape's and `le`.
+    labels = {"namespace", "pod"} | {
+        name for s in synthetic_series() for name in re.findall(r"(\w+)=\"", s["series"])}
+    for name, query in var_queries:
+        where = f"{DASHBOARD} variable {name}"
+        m = re.fullmatch(r"\s*label_values\((.*),\s*(\w+)\s*\)\s*", query)
+        if not m:
+            problem(f"{where}: expected label_values(<selector>, <label>), got {query!r}")
+            continue
+        selector, label = substitute(where, m.group(1)), m.group(2)
+        check_metrics(where, selector, exposed)
+        used |= metric_names(selector)
+        # The label must be on the selected series: add `label!=""` to the selector.
+        nonempty = selector[:-1] + f', {label}!=""}}' if selector.endswith("}") else selector + f'{{{label}!=""}}'
+        queries.append((f"dashboard:variable_{name}", where, nonempty))
+
+    flat = []
+    for p in d.get("panels", []):
+        flat.append(p)
+        flat.extend(p.get("panels", []) if p.get("type") == "row" else [])
+    ids = set()
+    boxes = []
+    for p in flat:
+        pid = p.get("id")
+        where = f"{DASHBOARD} panel {pid} {p.get('title', '')!r}"
+        if not isinstance(pid, int) or pid in ids:
+            problem(f"{where}: id must be a unique integer")
+        ids.add(pid)
+        if not p.get("type") or not p.get("title"):
+            problem(f"{where}: type and title are required")
+        gp = p.get("gridPos", {})
+        if not all(isinstance(gp.get(k), int) for k in ("x", "y", "w", "h")):
+            problem(f"{where}: gridPos needs integer x, y, w, h")
+        elif gp["x"] < 0 or gp["y"] < 0 or gp["w"] < 1 or gp["h"] < 1 or gp["x"] + gp["w"] > 24:
+            problem(f"{where}: gridPos {gp} is outside the 24-column grid")
+        elif p in d.get("panels", []):
+            for other, ob in boxes:
+                if (gp["x"] < ob["x"] + ob["w"] and ob["x"] < gp["x"] + gp["w"]
+                        and gp["y"] < ob["y"] + ob["h"] and ob["y"] < gp["y"] + gp["h"]):
+                    problem(f"{where}: gridPos overlaps panel {other}")
+            boxes.append((pid, gp))
+        if p.get("type") == "row":
+            continue
+        if not str(p.get("description", "")).strip():
+            problem(f"{where}: needs a description telling the operator what to do")
+        if p.get("datasource") != GRAFANA_DS:
+            problem(f"{where}: datasource must be {GRAFANA_DS}")
+        targets = p.get("targets") or []
+        if not targets:
+            problem(f"{where}: no targets")
+        refs = set()
+        for t in targets:
+            ref = t.get("refId")
+            twhere = f"{where} target {ref}"
+            if not ref or ref in refs:
+                problem(f"{twhere}: refId missing or repeated")
+            refs.add(ref)
+            if t.get("datasource", GRAFANA_DS) != GRAFANA_DS:
+                problem(f"{twhere}: datasource must be {GRAFANA_DS}")
+            expr = t.get("expr")
+            if not isinstance(expr, str) or not expr.strip():
+                problem(f"{twhere}: expr missing")
+                continue
+            expr = substitute(twhere, expr)
+            check_metrics(twhere, expr, exposed)
+            grouping = re.findall(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)", expr)
+            legend = re.findall(r"\{\{\s*(\w+)\s*\}\}", str(t.get("legendFormat", "")))
+            for label in {x.strip() for g in grouping for x in g.split(",") if x.strip()} | set(legend):
+                if label not in labels:
+                    problem(f"{twhere}: label {label!r} is on no authsync series ({', '.join(sorted(labels))})")
+            used |= metric_names(expr)
+            queries.append((f"dashboard:panel_{pid}_{re.sub(r'[^A-Za-z0-9_]', '_', str(ref))}", twhere, expr))
+
+    for family, names in sorted(exposed.items()):
+        if not names & used:
+            problem(f"{DASHBOARD}: no panel shows {family} ({', '.join(sorted(names))})")
+
+    # promtool input: every query as a recording rule (`check rules` parses it), and as an
+    # absent() alert that must stay silent on the synthetic scrapes (`test rules`): a query
+    # that answers nothing there has a wrong label, value or operator.
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "dashboard.rules.yml"), "w") as f:
+        yaml.safe_dump({"groups": [{"name": "dashboard", "rules": [
+            {"record": rule, "expr": expr} for rule, _, expr in queries]}]}, f, sort_keys=False)
+    # `… or vector(0)` (a stat's zero when nothing matches) would hide such a query: drop it.
+    alerts = [{"alert": "DashboardQueryEmpty_" + rule.split(":", 1)[1],
+               "expr": "absent({})".format(re.sub(r"\s+or\s+vector\(0\)\s*$", "", expr)),
+               "annotations": {"summary": f"{where}: no answer on synthetic data"}}
+              for rule, where, expr in queries]
+    with open(os.path.join(out_dir, "dashboard-answers.rules.yml"), "w") as f:
+        yaml.safe_dump({"groups": [{"name": "dashboard-answers", "rules": alerts}]}, f, sort_keys=False)
+    with open(os.path.join(out_dir, "dashboard.test.yml"), "w") as f:
+        yaml.safe_dump({
+            "rule_files": ["dashboard-answers.rules.yml"],
+            "evaluation_interval": "1m",
+            "tests": [{
+                "name": "every dashboard query answers on a scrape history where everything happens",
+                "interval": "1m",
+                "input_series": synthetic_series(),
+                "alert_rule_test": [{"eval_time": "150m", "alertname": a["alert"]} for a in alerts],
+            }],
+        }, f, sort_keys=False)
+    print(f"{len(flat)} panels, {len(queries)} queries ({len(var_queries)} variables)")
 
 
 def unit_settings(path):
@@ -581,6 +881,10 @@ elif mode == "systemd":
     systemd()
 elif mode == "docker":
     docker(sys.argv[2])
+elif mode == "rules":
+    rules()
+elif mode == "grafana":
+    grafana(sys.argv[2])
 for p in problems:
     print(p)
 sys.exit(1 if problems else 0)
@@ -678,8 +982,20 @@ if [ -n "$PROMTOOL" ]; then
 else
     skip "promtool (apt-get download prometheus failed): alert rules checked structurally only"
 fi
+check "alert rules use exposed metric names" python3 "$WORK/checks.py" rules
 
-# ------------------------------------------------------------------ 5. systemd
+# ------------------------------------------------------------------ 5. Grafana dashboard
+say "Grafana dashboard: structure, metric names, queries"
+check "dashboard structure and metric names" python3 "$WORK/checks.py" grafana "$WORK/grafana"
+if [ -n "$PROMTOOL" ] && [ -f "$WORK/grafana/dashboard.rules.yml" ]; then
+    check "promtool check rules (dashboard queries)" "$PROMTOOL" check rules "$WORK/grafana/dashboard.rules.yml"
+    check "promtool test rules (every dashboard query answers on synthetic scrapes)" \
+        "$PROMTOOL" test rules "$WORK/grafana/dashboard.test.yml"
+else
+    skip "promtool (apt-get download prometheus failed): dashboard queries not parsed"
+fi
+
+# ------------------------------------------------------------------ 6. systemd
 say "systemd units"
 check "unit settings and credentials" python3 "$WORK/checks.py" systemd
 if command -v systemd-analyze >/dev/null 2>&1; then
