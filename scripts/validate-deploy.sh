@@ -131,7 +131,7 @@ printf '    %-20s %s\n' kustomize "${KUSTOMIZE[*]:-not available}"
 
 # The structural checks (Python, PyYAML comes with yamllint).
 cat >"$WORK/checks.py" <<'PY'
-"""Structural checks of the rendered manifests, the CRDs, the rules and the units."""
+"""Structural checks of the rendered manifests, the CRDs, the rules, the dashboard and the units."""
 import json
 import os
 import re
