@@ -8,8 +8,11 @@
 /// One service a portal may offer under Settings → Integration → Third-party services.
 #[derive(Debug, Clone, Copy)]
 pub struct ServiceInfo {
-    /// The name POST expects (exact, case-sensitive).
+    /// The contract name, used in `[[map]]` blocks: the configuration key POST expects
+    /// (exact, case-sensitive).
     pub name: &'static str,
+    /// The name GET lists the service under, where it differs (`appleID`).
+    pub listed_as: Option<&'static str>,
     /// Prop names, in the portal's order.
     pub props: &'static [&'static str],
     /// Paid services answer 402 on plans without third-party services.
@@ -21,6 +24,7 @@ pub struct ServiceInfo {
 const fn svc(name: &'static str, props: &'static [&'static str]) -> ServiceInfo {
     ServiceInfo {
         name,
+        listed_as: None,
         props,
         paid: false,
         legacy: false,
@@ -29,6 +33,7 @@ const fn svc(name: &'static str, props: &'static [&'static str]) -> ServiceInfo 
 const fn paid(name: &'static str, props: &'static [&'static str]) -> ServiceInfo {
     ServiceInfo {
         name,
+        listed_as: None,
         props,
         paid: true,
         legacy: false,
@@ -37,6 +42,7 @@ const fn paid(name: &'static str, props: &'static [&'static str]) -> ServiceInfo
 const fn legacy(name: &'static str, props: &'static [&'static str]) -> ServiceInfo {
     ServiceInfo {
         name,
+        listed_as: None,
         props,
         paid: false,
         legacy: true,
@@ -45,16 +51,20 @@ const fn legacy(name: &'static str, props: &'static [&'static str]) -> ServiceIn
 
 /// Every known service.
 pub const SERVICES: &[ServiceInfo] = &[
-    svc(
-        "appleid",
-        &[
-            "appleIdClientId",
-            "appleIdClientIdMobile",
-            "appleIdTeamId",
-            "appleIdKeyId",
-            "appleIdPrivateKey",
-        ],
-    ),
+    // GET lists it as `appleID`; POST accepts only `appleid` (API doc §4, §5).
+    ServiceInfo {
+        listed_as: Some("appleID"),
+        ..svc(
+            "appleid",
+            &[
+                "appleIdClientId",
+                "appleIdClientIdMobile",
+                "appleIdTeamId",
+                "appleIdKeyId",
+                "appleIdPrivateKey",
+            ],
+        )
+    },
     svc("box", &["boxClientId", "boxClientSecret"]),
     svc("dropbox", &["dropboxClientId", "dropboxClientSecret"]),
     svc("facebook", &["facebookClientId", "facebookClientSecret"]),
@@ -123,6 +133,12 @@ pub fn service(name: &str) -> Option<&'static ServiceInfo> {
     SERVICES.iter().find(|s| s.name == name)
 }
 
+/// The catalogue entry for a name as a DocSpace GET lists it: by the contract name, or by
+/// the display name where it differs (`appleID` → `appleid`).
+pub fn from_listed(listed: &str) -> Option<&'static ServiceInfo> {
+    service(listed).or_else(|| SERVICES.iter().find(|s| s.listed_as == Some(listed)))
+}
+
 /// The closest known name to `wanted`, if one is close enough to be a likely typo.
 pub fn did_you_mean<'a>(
     wanted: &str,
@@ -161,5 +177,8 @@ mod tests {
         assert_eq!(did_you_mean("completely-else", names), None);
         let s3 = service("s3").map(|s| s.props.to_vec()).unwrap_or_default();
         assert_eq!(did_you_mean("accesskey", s3), Some("acesskey"));
+        assert_eq!(from_listed("appleID").map(|s| s.name), Some("appleid"));
+        assert_eq!(from_listed("appleid").map(|s| s.name), Some("appleid"));
+        assert!(from_listed("AppleID").is_none());
     }
 }

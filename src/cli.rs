@@ -49,6 +49,10 @@ pub enum Command {
         /// Compute and print the changes, send nothing
         #[arg(long)]
         dry_run: bool,
+        /// Push values a portal refused before once more, and lift rollout halts (held
+        /// values are otherwise not pushed again until the source changes)
+        #[arg(long)]
+        retry_refused: bool,
         #[command(flatten)]
         selection: Selection,
     },

@@ -44,7 +44,11 @@ pub async fn run(cli: Cli) -> ExitCode {
     let code = match cli.command {
         Command::Check { online } => check(config, loaded.warnings.len(), online).await,
         Command::Plan(sel) => plan_cmd(config, sel).await,
-        Command::Sync { dry_run, selection } => sync_cmd(config, selection, dry_run).await,
+        Command::Sync {
+            dry_run,
+            retry_refused,
+            selection,
+        } => sync_cmd(config, selection, dry_run, retry_refused).await,
         Command::Run => crate::daemon::run(config, path).await,
         Command::Services { portal } => services(config, &portal).await,
     };
@@ -74,7 +78,7 @@ async fn plan_cmd(config: Config, sel: Selection) -> u8 {
         .cycle(&filter, CycleOptions::once(Mode::Plan), &mut state)
         .await;
     print!("{}", report::render(&report, false));
-    if !report.is_ok() || !engine.setup_errors.is_empty() {
+    if report.has_plan_errors() || !engine.setup_errors.is_empty() {
         FAILED
     } else if report.pending() > 0 {
         CHANGES_PENDING
@@ -83,7 +87,7 @@ async fn plan_cmd(config: Config, sel: Selection) -> u8 {
     }
 }
 
-async fn sync_cmd(config: Config, sel: Selection, dry_run: bool) -> u8 {
+async fn sync_cmd(config: Config, sel: Selection, dry_run: bool, retry_refused: bool) -> u8 {
     let filter = match filter(&config, sel) {
         Ok(f) => f,
         Err(code) => return code,
@@ -92,8 +96,20 @@ async fn sync_cmd(config: Config, sel: Selection, dry_run: bool) -> u8 {
     let state_file = config.sync.state_file.clone();
     let engine = Engine::new(Arc::new(config)).await;
     let mode = if dry_run { Mode::Plan } else { Mode::Apply };
+    let opts = CycleOptions {
+        retry_refused,
+        ..CycleOptions::once(mode)
+    };
+    // The state is saved after each rollout wave: a sync killed mid-rollout resumes
+    // where it stopped.
     let report = engine
-        .cycle(&filter, CycleOptions::once(mode), &mut state)
+        .cycle_with(&filter, opts, &mut state, |s| {
+            if !dry_run {
+                if let Err(e) = s.save(&state_file) {
+                    tracing::error!(error = %e, "state not saved");
+                }
+            }
+        })
         .await;
     print!("{}", report::render(&report, !dry_run));
     let mut code = if report.is_ok() && engine.setup_errors.is_empty() {
@@ -200,6 +216,7 @@ async fn check_online(config: Config) -> Vec<String> {
     for (what, e) in &engine.setup_errors {
         problems.push(format!("{what}: {e}"));
     }
+    let mut notes = Vec::new();
     for (name, source) in engine.sources.iter() {
         if let Err(e) = source.authenticate().await {
             problems.push(format!("source {name}: {e}"));
@@ -220,14 +237,30 @@ async fn check_online(config: Config) -> Vec<String> {
             }
         }
     }
+    let mut holdings: Vec<(String, crate::state::Pairs)> = Vec::new();
     for (name, client) in &engine.portals {
-        let services = match client.services().await {
-            Ok(s) => s,
+        let listing = match client.services(crate::portal::Retry::Normal).await {
+            Ok(l) => l,
             Err(e) => {
                 problems.push(format!("portal {name}: {e}"));
                 continue;
             }
         };
+        notes.push(format!(
+            "portal {name}: {}; longest value it stores: {}",
+            listing.version_hint.as_deref().unwrap_or("unknown version"),
+            listing
+                .value_limit
+                .map_or("no limit".to_string(), |l| format!("{l} characters"))
+        ));
+        for s in &listing.services {
+            if s.listed_as != s.name {
+                notes.push(format!(
+                    "portal {name}: service `{}` is listed as `{}`; authsync writes `{}`",
+                    s.name, s.listed_as, s.key
+                ));
+            }
+        }
         for t in targets.iter().filter(|t| &t.portal == name) {
             // Check the names only: a placeholder value stands in for each prop.
             let names = t
@@ -240,10 +273,50 @@ async fn check_online(config: Config) -> Vec<String> {
                     )
                 })
                 .collect();
-            if let Err(e) = plan::diff(&t.service, &names, &services, &engine.fingerprints) {
+            if let Err(e) = plan::diff(&t.service, &names, &listing, &engine.fingerprints) {
                 problems.push(format!("{name} / {}: {e}", t.service));
             }
         }
+        // Values longer than this portal stores.
+        for d in resolution.desired.iter().filter(|d| &d.portal == name) {
+            let (Ok(values), Some(limit)) = (&d.values, listing.value_limit) else {
+                continue;
+            };
+            for (prop, v) in values {
+                let len = v.expose_secret().encode_utf16().count();
+                if len > limit {
+                    problems.push(format!(
+                        "{name} / {} / {prop}: the value is {len} characters long; this portal stores at most {limit}",
+                        d.service
+                    ));
+                }
+            }
+        }
+        // What the portal holds, to spot portals that share one key store.
+        let fp = &engine.fingerprints;
+        let held: crate::state::Pairs = listing
+            .services
+            .iter()
+            .flat_map(|s| {
+                s.props
+                    .iter()
+                    .filter(|p| !p.value.expose_secret().is_empty())
+                    .map(move |p| (format!("{}/{}", s.name, p.name), fp.of(&p.value)))
+            })
+            .collect();
+        if !held.is_empty() {
+            holdings.push((name.clone(), held));
+        }
+    }
+    for (i, (a, held_a)) in holdings.iter().enumerate() {
+        for (b, held_b) in &holdings[i + 1..] {
+            if held_a == held_b {
+                notes.push(format!("portals {a} and {b} hold exactly the same keys: if they are one self-hosted installation they share them, and the maps must give both the same values (else they flip-flop)"));
+            }
+        }
+    }
+    for n in notes {
+        println!("note: {n}");
     }
     engine.close().await;
     problems
@@ -255,22 +328,25 @@ async fn services(config: Config, portal: &str) -> u8 {
         eprintln!("authsync: unknown portal `{portal}`{hint}");
         return FAILED;
     };
-    let client = match crate::portal::PortalClient::new(portal, cfg) {
+    let client = match crate::portal::connect(portal, cfg) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("authsync: portal {portal}: {e}");
             return FAILED;
         }
     };
-    match client.services().await {
-        Ok(services) => {
-            for s in services {
+    match client.services(crate::portal::Retry::Normal).await {
+        Ok(listing) => {
+            for s in listing.services {
                 let mut flags = Vec::new();
                 if !s.can_set {
-                    flags.push("not settable (fixed in the server config)");
+                    flags.push("not settable (fixed in the server config)".to_string());
                 }
                 if s.paid {
-                    flags.push("paid");
+                    flags.push("paid".to_string());
+                }
+                if s.listed_as != s.name {
+                    flags.push(format!("listed as {}", s.listed_as));
                 }
                 let flags = if flags.is_empty() {
                     String::new()

@@ -288,7 +288,8 @@ impl Daemon {
         let fresh = CycleOptions {
             mode: Mode::Apply,
             freshness: Freshness::Fresh,
-            respect_backoff: false,
+            retry_refused: false,
+            soak: true,
         };
         if first || work.scheduled && work.trigger.is_some() {
             return (Some(Filter::default()), fresh);
@@ -306,7 +307,8 @@ impl Daemon {
                 CycleOptions {
                     mode: Mode::Apply,
                     freshness: Freshness::Versioned,
-                    respect_backoff: true,
+                    retry_refused: false,
+                    soak: true,
                 },
             ),
         }

@@ -23,6 +23,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod errors;
+pub mod failure;
 pub mod fingerprint;
 pub mod logging;
 pub mod mapping;

@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::failure::{Failure, FailureKind};
 use crate::fingerprint::Fingerprinter;
-use crate::portal::PortalService;
+use crate::portal::{Listing, PortalService};
 use crate::secret::{ExposeSecret, SecretString};
 
 /// How one prop changes.
@@ -59,25 +60,54 @@ pub enum PlanError {
     WouldClearAll(String),
 }
 
-/// Compares desired values with the portal's service.
-pub fn diff(
-    service: &str,
-    desired: &BTreeMap<String, SecretString>,
-    portal: &[PortalService],
-    fp: &Fingerprinter,
-) -> Result<ServicePlan, PlanError> {
-    let Some(actual) = portal.iter().find(|s| s.name == service) else {
-        let names: Vec<&str> = portal.iter().map(|s| s.name.as_str()).collect();
+impl PlanError {
+    pub fn failure(&self) -> Failure {
+        let kind = match self {
+            PlanError::NoService(..) => FailureKind::NoService,
+            PlanError::NotSettable(_) => FailureKind::NotSettable,
+            PlanError::UnknownProps { .. } => FailureKind::UnknownProps,
+            PlanError::WouldClearAll(..) => FailureKind::WouldClearAll,
+        };
+        Failure::new(kind, self.to_string())
+    }
+}
+
+/// The portal's own service for a mapped name, or why there is none.
+pub fn find<'a>(service: &str, listing: &'a Listing) -> Result<&'a PortalService, PlanError> {
+    let Some(actual) = listing.service(service) else {
+        let names: Vec<&str> = listing.services.iter().map(|s| s.name.as_str()).collect();
         let hint = crate::catalog::hint(service, names.iter().copied());
+        let listed: Vec<String> = listing
+            .services
+            .iter()
+            .map(|s| {
+                if s.listed_as == s.name {
+                    s.name.clone()
+                } else {
+                    format!("{} (listed as {})", s.name, s.listed_as)
+                }
+            })
+            .collect();
         return Err(PlanError::NoService(
             service.to_string(),
             hint,
-            names.join(", "),
+            listed.join(", "),
         ));
     };
     if !actual.can_set {
         return Err(PlanError::NotSettable(service.to_string()));
     }
+    Ok(actual)
+}
+
+/// Compares desired values with the portal's service.
+pub fn diff(
+    service: &str,
+    desired: &BTreeMap<String, SecretString>,
+    listing: &Listing,
+    fp: &Fingerprinter,
+) -> Result<ServicePlan, PlanError> {
+    let actual = find(service, listing)?;
     let unknown: Vec<String> = desired
         .keys()
         .filter(|p| actual.prop(p).is_none())
@@ -96,10 +126,7 @@ pub fn diff(
     let mut changes = Vec::new();
     let mut payload = Vec::new();
     for (prop, want) in desired {
-        let have = actual
-            .prop(prop)
-            .map(|p| p.value.expose_secret())
-            .unwrap_or("");
+        let have = actual.value(prop);
         let want_str = want.expose_secret();
         if have == want_str {
             continue;
@@ -124,6 +151,8 @@ pub fn diff(
             .filter(|(_, v)| !v.expose_secret().is_empty())
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        // (The config refuses a map of nothing but empty literals; this guards the rule
+        // whatever the map.)
         if carried.is_empty() {
             return Err(PlanError::WouldClearAll(service.to_string()));
         }
@@ -141,20 +170,25 @@ mod tests {
         SecretString::from(v.to_string())
     }
 
-    fn svc(props: &[(&str, &str)]) -> Vec<PortalService> {
-        vec![PortalService {
-            name: "google".into(),
-            title: "Google".into(),
-            can_set: true,
-            paid: false,
-            props: props
-                .iter()
-                .map(|(n, v)| PortalProp {
-                    name: n.to_string(),
-                    value: s(v),
-                })
-                .collect(),
-        }]
+    fn svc(props: &[(&str, &str)]) -> Listing {
+        Listing {
+            services: vec![PortalService {
+                name: "google".into(),
+                listed_as: "google".into(),
+                key: "google".into(),
+                title: "Google".into(),
+                can_set: true,
+                paid: false,
+                props: props
+                    .iter()
+                    .map(|(n, v)| PortalProp {
+                        name: n.to_string(),
+                        value: s(v),
+                    })
+                    .collect(),
+            }],
+            ..Listing::default()
+        }
     }
 
     #[test]
@@ -185,6 +219,10 @@ mod tests {
             diff("google", &only_empty, &svc(&[("a", "x"), ("b", "y")]), &fp),
             Err(PlanError::WouldClearAll(_))
         ));
+        // A prop cleared on purpose that is empty already: nothing to send (a clear is
+        // never repeated).
+        let plan = diff("google", &only_empty, &svc(&[("a", ""), ("b", "y")]), &fp).unwrap();
+        assert!(plan.changes.is_empty() && plan.payload.is_empty());
     }
 
     #[test]

@@ -2,34 +2,113 @@
 //! Values appear only as keyed fingerprints.
 
 use std::fmt::Write;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use crate::failure::Failure;
 use crate::plan::PropChange;
 use crate::state::Pairs;
 
 /// What happened to one service on one portal.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    /// Portal already holds the desired values.
+    /// The portal already holds the desired values.
     InSync,
-    /// Changes found (plan mode).
+    /// Changes found and not sent (plan mode).
     Pending(Vec<PropChange>),
-    /// Changes pushed and verified.
-    Pushed(Vec<PropChange>),
+    /// New values wait for an earlier rollout wave to confirm them.
+    Waiting {
+        changes: Vec<PropChange>,
+        why: Failure,
+        /// When the soak time ends (Unix seconds), if that is all that is missing.
+        ready_at: Option<i64>,
+    },
+    /// Changes pushed and confirmed by a read-back.
+    Pushed {
+        changes: Vec<PropChange>,
+        /// The portal had been changed behind authsync's back (values confirmed earlier).
+        drift: bool,
+    },
     /// Not every prop resolved; nothing was sent for this service.
-    Skipped(Vec<String>),
-    /// Could not be planned or pushed.
+    Skipped(Vec<Failure>),
+    /// Could not be planned or pushed (`sent`: whether a POST went out).
     Failed {
         changes: Vec<PropChange>,
-        error: String,
-        rejected: bool,
-        bad_keys: bool,
+        failure: Failure,
+        sent: bool,
     },
+    /// The portal refused the values (a 400, or a read-back without them): an incident.
+    Refused {
+        changes: Vec<PropChange>,
+        failure: Failure,
+        restore: Restore,
+    },
+    /// Values this portal refused before: not pushed again until the source changes.
+    Held(Failure),
+    /// A new value refused in an earlier rollout wave: kept from this portal.
+    Halted(Failure),
+}
+
+/// What became of the portal's previous values after a refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restore {
+    /// The refusal left the service as it was.
+    NotNeeded,
+    /// The service held nothing before, so there is nothing to put back.
+    NothingToRestore,
+    /// The previous values were posted back and read back.
+    Restored,
+    /// Posting them back failed too, or did not read back.
+    Failed(Failure),
 }
 
 impl Outcome {
+    /// Anything that leaves the service not in sync because of a problem (exit status 1
+    /// for `sync`, `failed`/`held`/`halted` on the status page).
     pub fn is_error(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Skipped(_)
+                | Outcome::Failed { .. }
+                | Outcome::Refused { .. }
+                | Outcome::Held(_)
+                | Outcome::Halted(_)
+                | Outcome::Waiting { .. }
+        )
+    }
+
+    /// A problem that makes a `plan` fail (exit 1), as opposed to changes that wait.
+    pub fn is_plan_error(&self) -> bool {
         matches!(self, Outcome::Skipped(_) | Outcome::Failed { .. })
+    }
+
+    /// Changes found but not applied now (plan, rollout, hold, halt).
+    pub fn is_pending(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Pending(_) | Outcome::Waiting { .. } | Outcome::Held(_) | Outcome::Halted(_)
+        )
+    }
+
+    /// The failure to show for this outcome, if any.
+    pub fn failure(&self) -> Option<&Failure> {
+        match self {
+            Outcome::Failed { failure, .. } | Outcome::Refused { failure, .. } => Some(failure),
+            Outcome::Held(f) | Outcome::Halted(f) => Some(f),
+            Outcome::Waiting { why, .. } => Some(why),
+            Outcome::Skipped(problems) => problems.first(),
+            _ => None,
+        }
+    }
+
+    pub fn changes(&self) -> &[PropChange] {
+        match self {
+            Outcome::Pending(c)
+            | Outcome::Waiting { changes: c, .. }
+            | Outcome::Pushed { changes: c, .. }
+            | Outcome::Failed { changes: c, .. }
+            | Outcome::Refused { changes: c, .. } => c,
+            _ => &[],
+        }
     }
 }
 
@@ -41,19 +120,23 @@ pub struct ServiceReport {
     pub versions: Pairs,
     /// prop → fingerprint of the desired value (empty when not every prop resolved).
     pub fingerprints: Pairs,
+    /// `source:path` → when that version was created in the store (where it says).
+    pub created: Vec<(Box<str>, SystemTime)>,
 }
 
 #[derive(Debug, Clone)]
 pub struct PortalReport {
     pub portal: String,
+    /// The rollout wave (0-based) the portal belongs to.
+    pub wave: usize,
     /// The portal could not be read at all (every service unsynced).
-    pub error: Option<String>,
+    pub failure: Option<Failure>,
     pub services: Vec<ServiceReport>,
 }
 
 impl PortalReport {
     pub fn is_ok(&self) -> bool {
-        self.error.is_none() && !self.services.iter().any(|s| s.outcome.is_error())
+        self.failure.is_none() && !self.services.iter().any(|s| s.outcome.is_error())
     }
 }
 
@@ -66,6 +149,8 @@ pub struct CycleReport {
     /// Secret values reused from the cache (version unchanged).
     pub cache_hits: usize,
     pub duration: Duration,
+    /// More than one rollout wave is configured (shown in `plan`).
+    pub staged: bool,
 }
 
 impl CycleReport {
@@ -81,14 +166,27 @@ impl CycleReport {
 
     pub fn pending(&self) -> usize {
         self.services()
-            .filter(|(_, s)| matches!(s.outcome, Outcome::Pending(_)))
+            .filter(|(_, s)| s.outcome.is_pending())
             .count()
     }
 
     pub fn pushed(&self) -> usize {
         self.services()
-            .filter(|(_, s)| matches!(s.outcome, Outcome::Pushed(_)))
+            .filter(|(_, s)| matches!(s.outcome, Outcome::Pushed { .. }))
             .count()
+    }
+
+    pub fn refused(&self) -> usize {
+        self.services()
+            .filter(|(_, s)| matches!(s.outcome, Outcome::Refused { .. }))
+            .count()
+    }
+
+    /// Whether a plan found a problem (not just pending changes).
+    pub fn has_plan_errors(&self) -> bool {
+        self.portals
+            .iter()
+            .any(|p| p.failure.is_some() || p.services.iter().any(|s| s.outcome.is_plan_error()))
     }
 
     /// `ok` (everything in sync), `failed` (nothing could be synced) or `partial`.
@@ -97,7 +195,7 @@ impl CycleReport {
             + self
                 .portals
                 .iter()
-                .filter(|p| p.error.is_some() && p.services.is_empty())
+                .filter(|p| p.failure.is_some() && p.services.is_empty())
                 .count();
         if self.is_ok() {
             "ok"
@@ -108,11 +206,33 @@ impl CycleReport {
         }
     }
 
+    /// Problems (skipped, failed, refused services; unreadable portals), not counting
+    /// services held or waiting on purpose.
+    pub fn errors(&self) -> usize {
+        self.services()
+            .filter(|(_, s)| {
+                matches!(
+                    s.outcome,
+                    Outcome::Skipped(_) | Outcome::Failed { .. } | Outcome::Refused { .. }
+                )
+            })
+            .count()
+            + self
+                .portals
+                .iter()
+                .filter(|p| p.failure.is_some() && p.services.is_empty())
+                .count()
+    }
+
     pub fn failed(&self) -> usize {
         self.services()
             .filter(|(_, s)| s.outcome.is_error())
             .count()
-            + self.portals.iter().filter(|p| p.error.is_some()).count()
+            + self
+                .portals
+                .iter()
+                .filter(|p| p.failure.is_some() && p.services.is_empty())
+                .count()
     }
 }
 
@@ -120,56 +240,24 @@ impl CycleReport {
 pub fn render(report: &CycleReport, applied: bool) -> String {
     let mut out = String::new();
     for p in &report.portals {
-        if let Some(e) = &p.error {
-            let _ = writeln!(out, "portal {}: ERROR {e}", p.portal);
+        let wave = if report.staged {
+            format!(" (wave {})", p.wave + 1)
+        } else {
+            String::new()
+        };
+        if let Some(e) = &p.failure {
+            let _ = writeln!(out, "portal {}{wave}: ERROR {e}", p.portal);
             continue;
         }
-        let _ = writeln!(out, "portal {}", p.portal);
+        let _ = writeln!(out, "portal {}{wave}", p.portal);
         for s in &p.services {
-            match &s.outcome {
-                Outcome::InSync => {
-                    let _ = writeln!(out, "  = {} (in sync)", s.service);
-                }
-                Outcome::Pending(changes) => {
-                    let verb = if applied {
-                        "not pushed"
-                    } else {
-                        "would change"
-                    };
-                    let _ = writeln!(out, "  ~ {} ({verb})", s.service);
-                    changes_block(&mut out, changes);
-                }
-                Outcome::Pushed(changes) => {
-                    let _ = writeln!(out, "  ~ {} (pushed, verified)", s.service);
-                    changes_block(&mut out, changes);
-                }
-                Outcome::Skipped(problems) => {
-                    let _ = writeln!(out, "  ! {} SKIPPED, nothing sent:", s.service);
-                    for pr in problems {
-                        let _ = writeln!(out, "      {pr}");
-                    }
-                }
-                Outcome::Failed {
-                    changes,
-                    error,
-                    bad_keys,
-                    ..
-                } => {
-                    let what = if *bad_keys {
-                        "REJECTED (Bad keys: the portal cleared this service)"
-                    } else {
-                        "FAILED"
-                    };
-                    let _ = writeln!(out, "  ! {} {what}: {error}", s.service);
-                    changes_block(&mut out, changes);
-                }
-            }
+            service_lines(&mut out, s, applied);
         }
     }
     let changes: usize = report
         .services()
         .map(|(_, s)| match &s.outcome {
-            Outcome::Pending(c) | Outcome::Pushed(c) => c.len(),
+            Outcome::Pending(c) | Outcome::Pushed { changes: c, .. } => c.len(),
             _ => 0,
         })
         .sum();
@@ -177,18 +265,90 @@ pub fn render(report: &CycleReport, applied: bool) -> String {
         .services()
         .filter(|(_, s)| matches!(s.outcome, Outcome::InSync))
         .count();
+    let held = report
+        .services()
+        .filter(|(_, s)| matches!(s.outcome, Outcome::Held(_) | Outcome::Halted(_)))
+        .count();
     let _ = writeln!(
         out,
-        "\n{}: {changes} prop change(s) in {} service(s); {in_sync} in sync; {} error(s).",
+        "\n{}: {changes} prop change(s) in {} service(s); {in_sync} in sync; {held} held or halted; {} error(s).",
         if applied { "Sync" } else { "Plan" },
         if applied {
             report.pushed()
         } else {
-            report.pending()
+            report
+                .services()
+                .filter(|(_, s)| matches!(s.outcome, Outcome::Pending(_)))
+                .count()
         },
-        report.failed()
+        report.errors()
     );
     out
+}
+
+fn service_lines(out: &mut String, s: &ServiceReport, applied: bool) {
+    let name = &s.service;
+    match &s.outcome {
+        Outcome::InSync => {
+            let _ = writeln!(out, "  = {name} (in sync)");
+        }
+        Outcome::Pending(changes) => {
+            let verb = if applied {
+                "not pushed"
+            } else {
+                "would change"
+            };
+            let _ = writeln!(out, "  ~ {name} ({verb})");
+            changes_block(out, changes);
+        }
+        Outcome::Waiting { changes, why, .. } => {
+            let _ = writeln!(out, "  … {name} WAITING: {why}");
+            changes_block(out, changes);
+        }
+        Outcome::Pushed { changes, drift } => {
+            let what = if *drift {
+                "pushed, verified; drift corrected"
+            } else {
+                "pushed, verified"
+            };
+            let _ = writeln!(out, "  ~ {name} ({what})");
+            changes_block(out, changes);
+        }
+        Outcome::Skipped(problems) => {
+            let _ = writeln!(out, "  ! {name} SKIPPED, nothing sent:");
+            for pr in problems {
+                let _ = writeln!(out, "      {pr}");
+            }
+        }
+        Outcome::Failed {
+            changes, failure, ..
+        } => {
+            let _ = writeln!(out, "  ! {name} FAILED: {failure}");
+            changes_block(out, changes);
+        }
+        Outcome::Refused {
+            changes,
+            failure,
+            restore,
+        } => {
+            let after = match restore {
+                Restore::Restored => "; the previous values were restored".to_string(),
+                Restore::NotNeeded => "; the service kept its previous values".to_string(),
+                Restore::NothingToRestore => {
+                    "; the service was empty before, nothing to restore".to_string()
+                }
+                Restore::Failed(f) => format!("; RESTORE FAILED too: {f}"),
+            };
+            let _ = writeln!(out, "  ! {name} REFUSED by the portal: {failure}{after}");
+            changes_block(out, changes);
+        }
+        Outcome::Held(why) => {
+            let _ = writeln!(out, "  ! {name} HELD: {why}");
+        }
+        Outcome::Halted(why) => {
+            let _ = writeln!(out, "  ! {name} HALTED: {why}");
+        }
+    }
 }
 
 fn changes_block(out: &mut String, changes: &[PropChange]) {

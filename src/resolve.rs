@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use futures::future::join_all;
 
 use crate::config::PropRef;
+use crate::failure::{Failure, FailureKind};
 use crate::mapping::Target;
 use crate::secret::SecretString;
 use crate::sources::{Secret, SourceError, Sources};
@@ -74,9 +75,11 @@ pub struct Desired {
     pub portal: String,
     pub service: String,
     /// prop → value, complete; or every problem found (the service is then skipped).
-    pub values: Result<BTreeMap<String, SecretString>, Vec<String>>,
+    pub values: Result<BTreeMap<String, SecretString>, Vec<Failure>>,
     /// `source:path` → store version, for the secrets this target used.
     pub versions: Pairs,
+    /// `source:path` → when that version was created in the store (where it says).
+    pub created: Vec<(Box<str>, std::time::SystemTime)>,
 }
 
 /// What a resolution did, for logs, metrics and tests.
@@ -114,7 +117,7 @@ pub async fn resolve(
         )
     }))
     .await;
-    let mut results: HashMap<Key, Result<Arc<Secret>, String>> = HashMap::new();
+    let mut results: HashMap<Key, Result<Arc<Secret>, Failure>> = HashMap::new();
     let (mut value_reads, mut cache_hits) = (0, 0);
     for (found, reads, hits) in per_source {
         results.extend(found);
@@ -138,9 +141,12 @@ async fn read_source(
     sources: &Sources,
     cache: &SecretCache,
     freshness: Freshness,
-) -> (Vec<(Key, Result<Arc<Secret>, String>)>, usize, usize) {
+) -> (Vec<(Key, Result<Arc<Secret>, Failure>)>, usize, usize) {
     let Some(store) = sources.get(&source) else {
-        let err = format!("source `{source}` is not available (see the error logged at start-up)");
+        let err = Failure::new(
+            FailureKind::SourceUnavailable,
+            format!("source `{source}` is not available (see the error logged at start-up)"),
+        );
         return (
             paths
                 .into_iter()
@@ -185,9 +191,9 @@ async fn read_source(
                 Err(e) => {
                     // Never serve an older value once the store says something else.
                     cache.forget(&key);
-                    let msg = describe(&source, &p, &e);
-                    tracing::warn!(source = %source, path = %p, error = %msg, "secret read failed");
-                    out.push((key, Err(msg)));
+                    let failure = describe(&source, &p, &e);
+                    tracing::warn!(source = %source, path = %p, error = %failure, "secret read failed");
+                    out.push((key, Err(failure)));
                 }
             }
         }
@@ -196,18 +202,22 @@ async fn read_source(
 }
 
 /// A target's values from the read results; every problem is collected.
-fn assemble(t: &Target, results: &HashMap<Key, Result<Arc<Secret>, String>>) -> Desired {
+fn assemble(t: &Target, results: &HashMap<Key, Result<Arc<Secret>, Failure>>) -> Desired {
     let mut values = BTreeMap::new();
     let mut problems = Vec::new();
     let mut versions: Vec<(String, Box<str>)> = Vec::new();
+    let created: Vec<(Box<str>, std::time::SystemTime)> = Vec::new();
     for (prop, r) in &t.props {
         match r {
             PropRef::Literal(v) => {
                 values.insert(prop.clone(), v.clone());
             }
             PropRef::Secret(s) => match results.get(&(s.source.clone(), s.path.clone())) {
-                None => problems.push(format!("prop `{prop}` ← {s}: was not read")),
-                Some(Err(e)) => problems.push(format!("prop `{prop}` ← {s}: {e}")),
+                None => problems.push(Failure::new(
+                    FailureKind::Internal,
+                    format!("prop `{prop}` ← {s}: was not read"),
+                )),
+                Some(Err(e)) => problems.push(e.clone().context(format!("prop `{prop}` ← {s}"))),
                 Some(Ok(secret)) => {
                     if let Some(v) = &secret.version {
                         versions.push((format!("{}:{}", s.source, s.path), v.as_str().into()));
@@ -216,7 +226,10 @@ fn assemble(t: &Target, results: &HashMap<Key, Result<Arc<Secret>, String>>) -> 
                         Ok(v) => {
                             values.insert(prop.clone(), v);
                         }
-                        Err(e) => problems.push(format!("prop `{prop}` ← {s}: the secret {e}")),
+                        Err(e) => problems.push(Failure::new(
+                            FailureKind::SecretInvalid,
+                            format!("prop `{prop}` ← {s}: the secret {e}"),
+                        )),
                     }
                 }
             },
@@ -231,14 +244,16 @@ fn assemble(t: &Target, results: &HashMap<Key, Result<Arc<Secret>, String>>) -> 
             Err(problems)
         },
         versions: versions.into_iter().collect(),
+        created,
     }
 }
 
-fn describe(source: &str, path: &str, e: &SourceError) -> String {
-    match e {
+fn describe(source: &str, path: &str, e: &SourceError) -> Failure {
+    let message = match e {
         SourceError::NotFound => {
             format!("{source}:{path} does not exist (check the path, or create the secret)")
         }
         other => format!("reading {source}:{path} failed: {other}"),
-    }
+    };
+    Failure::new(FailureKind::from(e), message)
 }

@@ -18,6 +18,8 @@ use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::failure::FailureKind;
+
 /// Format version written into the file.
 const FORMAT: u32 = 1;
 
@@ -27,6 +29,35 @@ pub struct State {
     pub format: u32,
     #[serde(default)]
     pub portals: BTreeMap<String, PortalState>,
+    /// service → the rollout halt on it: a new value refused in an early wave, kept from
+    /// the later waves until the source changes (or a retry is asked for).
+    #[serde(default, skip_serializing_if = "SortedMap::is_empty")]
+    pub halts: SortedMap<Halt>,
+    /// The last cycle that ran to the end (for `authsync status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_cycle: Option<CycleRecord>,
+}
+
+/// A rollout halt: which wave and portal refused which values of a service.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Halt {
+    /// The wave (0-based) of the refusing portal; later waves do not get new values.
+    pub wave: usize,
+    pub portal: String,
+    /// prop → fingerprint of the refused values; the halt lifts when the refusing
+    /// portal's desired values differ from these (the source changed).
+    pub refused: Pairs,
+    /// Unix time of the refusal.
+    pub since: i64,
+}
+
+/// When the last cycle ran and how it ended.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CycleRecord {
+    pub started: i64,
+    pub finished: i64,
+    /// `ok`, `partial` or `failed`.
+    pub result: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -49,16 +80,26 @@ pub struct ServiceState {
     pub versions: Pairs,
     /// Unix time of the last attempt.
     pub last_attempt: i64,
-    /// `ok`, `pending`, `skipped`, `failed` or `rejected`.
+    /// `ok`, `pending`, `waiting`, `skipped`, `failed`, `rejected`, `held` or `halted`.
     pub result: LastResult,
     /// Why the last attempt failed (never contains values).
     #[serde(default)]
     pub error: Option<Box<str>>,
-    /// prop → fingerprint of values the portal refused with `Bad keys` (it then cleared
-    /// the service). While the sources still yield exactly these values, scheduled
-    /// cycles do not push them again. Empty otherwise.
-    #[serde(default, skip_serializing_if = "Pairs::is_empty")]
-    pub bad_keys: Pairs,
+    /// What kind of problem `error` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<FailureKind>,
+    /// prop → fingerprint of values the portal refused. While the sources still yield
+    /// exactly these values, no command pushes them again (unless asked to retry).
+    /// Empty otherwise. (Written as `bad_keys` by earlier versions.)
+    #[serde(default, alias = "bad_keys", skip_serializing_if = "Pairs::is_empty")]
+    pub held: Pairs,
+    /// Unix time the `confirmed` values were first confirmed on the portal (a rollout
+    /// wave must stay confirmed for `rollout_soak` before the next one gets them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmed_at: Option<i64>,
+    /// Unix time of the last push confirmed by a read-back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed_at: Option<i64>,
 }
 
 /// The result of the last attempt on one service.
@@ -74,8 +115,15 @@ pub enum LastResult {
     Skipped,
     /// The portal could not be read or the push failed.
     Failed,
-    /// The portal refused the values.
+    /// The portal refused the request on its merits (written by earlier versions for
+    /// refusals, now `held`).
     Rejected,
+    /// The portal refused these values; they are held back until the source changes.
+    Held,
+    /// A new value refused in an earlier rollout wave is kept from this portal.
+    Halted,
+    /// New values wait for an earlier rollout wave to confirm them.
+    Waiting,
 }
 
 /// A small string → string map (prop → fingerprint, `source:path` → version), sorted by
@@ -210,6 +258,12 @@ impl<V> SortedMap<V> {
         self.0.iter().map(|(k, _)| &**k)
     }
 
+    /// Removes `key`'s entry, returning its value.
+    pub fn remove(&mut self, key: &str) -> Option<V> {
+        let i = self.0.binary_search_by(|(k, _)| (**k).cmp(key)).ok()?;
+        Some(self.0.remove(i).1)
+    }
+
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &V) -> bool) {
         self.0.retain(|(k, v)| keep(k, v));
     }
@@ -337,6 +391,8 @@ impl State {
         State {
             format: FORMAT,
             portals: BTreeMap::new(),
+            halts: SortedMap::default(),
+            last_cycle: None,
         }
     }
 
@@ -347,7 +403,7 @@ impl State {
             for (_, s) in p.services.0.iter_mut() {
                 s.confirmed = interner.intern(&s.confirmed);
                 s.versions = interner.intern(&s.versions);
-                s.bad_keys = interner.intern(&s.bad_keys);
+                s.held = interner.intern(&s.held);
             }
         }
     }
@@ -455,8 +511,9 @@ mod tests {
     }
 
     /// A file written before the state became compact (maps per service, `result` as a
-    /// string) loads unchanged and is written back byte for byte: an upgrade neither
-    /// loses what was confirmed nor re-pushes anything.
+    /// string) loads unchanged and is written back byte for byte — but for the refused
+    /// values, now written as `held`: an upgrade neither loses what was confirmed or
+    /// held nor re-pushes anything.
     #[test]
     fn files_from_earlier_versions_load_and_round_trip_exactly() {
         let earlier = r#"{
@@ -500,15 +557,14 @@ mod tests {
         assert_eq!(google.result, LastResult::Ok);
         assert_eq!(google.confirmed.get("clientSecret"), Some("5f4e3d2c1b0a"));
         assert_eq!(
-            state
-                .service("prod", "s3")
-                .unwrap()
-                .bad_keys
-                .get("accesskey"),
+            state.service("prod", "s3").unwrap().held.get("accesskey"),
             Some("aaaaaaaaaaaa")
         );
         state.save(&path).unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), earlier);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            earlier.replace("\"bad_keys\"", "\"held\"")
+        );
     }
 
     #[test]

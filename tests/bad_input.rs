@@ -634,7 +634,7 @@ async fn canned_portal(status: &'static str, body: String) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_portal_error_echoing_the_sent_value_is_scrubbed() {
     use authsync::config::{Flavor, PortalAuth, PortalConfig};
-    use authsync::portal::PortalClient;
+    use authsync::portal::{Payload, PortalService};
     use authsync::secret::{SecretSetting, SecretString};
 
     const SENT: &str = "sent-value-PLANTED-echo-15";
@@ -661,13 +661,23 @@ async fn a_portal_error_echoing_the_sent_value_is_scrubbed() {
             timeout: std::time::Duration::from_secs(5),
             ca_cert: None,
         };
-        let client = PortalClient::new("canned", &cfg).expect("client");
+        let client = authsync::portal::connect("canned", &cfg).expect("client");
         let props = vec![(
             "googleClientId".to_string(),
             SecretString::from(SENT.to_string()),
         )];
+        let payload = Payload::new("google", props, None).expect("payload");
+        let service = PortalService {
+            name: "google".into(),
+            listed_as: "google".into(),
+            key: "google".into(),
+            title: "Google".into(),
+            can_set: true,
+            paid: false,
+            props: vec![],
+        };
         let err = client
-            .set("google", &props)
+            .set(&service, &payload)
             .await
             .expect_err("the portal refused");
         let text = err.to_string();

@@ -11,7 +11,8 @@
 use std::path::Path;
 
 use authsync::config::{self, ConfigError, Diagnostic, SecretRef};
-use authsync::portal::{self, workspace, PortalError};
+use authsync::portal;
+use authsync::portal::{self as workspace, PortalError};
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 
@@ -411,7 +412,8 @@ fn no_echo(bytes: &[u8], err: &PortalError) -> Result<(), TestCaseError> {
         let allowed = matches!(
             err,
             PortalError::BadRequest(_)
-                | PortalError::Forbidden(_)
+                | PortalError::AccessDenied(_)
+                | PortalError::Validation(_)
                 | PortalError::PaymentRequired(_)
         ) && error_message_field(bytes).is_some_and(|m| m.contains(MARKER));
         prop_assert!(allowed, "the error quotes the input: {}", text);

@@ -292,6 +292,7 @@ impl<'a> Cx<'a> {
 
         self.check_sync(&sync);
         let portals = self.portals(raw_portals);
+        self.check_rollout(&sync, &portals);
         let maps = self.maps(raw_maps, &sources, &portals);
         if self.declared_portals.is_empty() && ok {
             self.error(
@@ -474,6 +475,44 @@ impl<'a> Cx<'a> {
         if sync.concurrency == 0 {
             let span = self.find_key_span("concurrency");
             self.error(span, "[sync]: concurrency must be at least 1");
+        }
+    }
+
+    fn check_rollout(&mut self, sync: &SyncConfig, portals: &BTreeMap<String, PortalConfig>) {
+        if sync.cycle_timeout < Duration::from_secs(1) {
+            let span = self.find_key_span("cycle_timeout");
+            self.error(span, "[sync]: cycle_timeout must be at least 1s");
+        }
+        let Some(waves) = &sync.rollout else { return };
+        let span = self.find_key_span("rollout");
+        if waves.is_empty() || waves.iter().any(Vec::is_empty) {
+            self.error(
+                span.clone(),
+                "[sync]: rollout is a list of non-empty waves, e.g. [[\"staging\"], [\"*\"]]",
+            );
+            return;
+        }
+        for pattern in waves.iter().flatten() {
+            if let Err(e) = glob::Pattern::new(pattern) {
+                self.error(
+                    span.clone(),
+                    format!("[sync]: rollout pattern `{pattern}` is not a valid glob ({e})"),
+                );
+            }
+        }
+        let stray: Vec<&str> = portals
+            .keys()
+            .filter(|p| sync.wave_of(p) >= waves.len())
+            .map(String::as_str)
+            .collect();
+        if !stray.is_empty() {
+            self.error(
+                span,
+                format!(
+                    "[sync]: portal(s) {} are in no rollout wave; add them to a wave, or end the list with [\"*\"]",
+                    stray.join(", ")
+                ),
+            );
         }
     }
 

@@ -82,6 +82,23 @@ pub struct SyncConfig {
     /// Portals worked on at once.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// Staged rollout: waves of portal names or globs (`*`, `?`), in order, e.g.
+    /// `[["staging"], ["eu-*"], ["*"]]`. A portal belongs to the first wave that matches
+    /// it, and every portal must match one. A new source value goes to wave 1 first; the
+    /// next wave gets it only once every portal of the earlier waves confirmed it (and,
+    /// in `run`, kept it for `rollout_soak`). A value refused in a wave is not sent to
+    /// later waves until the source changes. Default: one wave of every portal.
+    #[serde(default)]
+    pub rollout: Option<Vec<Vec<String>>>,
+    /// `run` only: how long the earlier waves must have kept a new value, with no
+    /// refusal, before the next wave gets it. Default `0s`.
+    #[serde(default, with = "humantime_serde")]
+    pub rollout_soak: Option<Duration>,
+    /// A cycle running longer than this is cancelled and reported as failed; `/healthz`
+    /// fails when the daemon made no progress for this long plus one interval.
+    /// Default `10m`.
+    #[serde(default = "default_cycle_timeout", with = "humantime_serde")]
+    pub cycle_timeout: Duration,
 }
 
 impl Default for SyncConfig {
@@ -93,11 +110,35 @@ impl Default for SyncConfig {
             drift: Drift::default(),
             state_file: default_state_file(),
             concurrency: default_concurrency(),
+            rollout: None,
+            rollout_soak: None,
+            cycle_timeout: default_cycle_timeout(),
         }
     }
 }
 
 impl SyncConfig {
+    /// The rollout wave (0-based) of a portal: the first wave with a matching name or
+    /// glob. Without `rollout`, every portal is in wave 0. (Load-time validation makes
+    /// sure every configured portal matches a wave.)
+    pub fn wave_of(&self, portal: &str) -> usize {
+        let Some(waves) = &self.rollout else { return 0 };
+        waves
+            .iter()
+            .position(|wave| wave.iter().any(|pattern| glob_matches(pattern, portal)))
+            .unwrap_or(waves.len())
+    }
+
+    /// How many rollout waves there are.
+    pub fn waves(&self) -> usize {
+        self.rollout.as_ref().map_or(1, |w| w.len().max(1))
+    }
+
+    /// The soak time between waves (`run` only).
+    pub fn soak(&self) -> Duration {
+        self.rollout_soak.unwrap_or_default()
+    }
+
     /// The effective schedule (validated at load time).
     pub fn schedule(&self) -> Schedule {
         match (&self.schedule, self.interval) {
@@ -113,6 +154,18 @@ fn default_state_file() -> PathBuf {
 }
 fn default_concurrency() -> usize {
     16
+}
+fn default_cycle_timeout() -> Duration {
+    Duration::from_secs(600)
+}
+
+/// Whether a portal name matches a rollout pattern (`*` any run, `?` one character;
+/// a pattern that is not a valid glob matches only itself).
+pub fn glob_matches(pattern: &str, name: &str) -> bool {
+    match glob::Pattern::new(pattern) {
+        Ok(p) => p.matches(name),
+        Err(_) => pattern == name,
+    }
 }
 
 /// `[server]`: the HTTP endpoints served by `run`.

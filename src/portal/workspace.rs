@@ -8,22 +8,125 @@
 //! in `[[map]]` blocks, case-insensitively (and `OneDrive` to `skydrive`). Every prop of
 //! a service must be sent together: the unmapped ones are filled in from the page.
 
+use async_trait::async_trait;
+use reqwest::Method;
 use scraper::{Html, Selector};
 use serde::Deserialize;
 
-use super::{PortalError, PortalProp, PortalService};
+use super::transport::{cut, scrub_values, Reply, Request, Retry, Transport};
+use super::{Listing, Payload, Portal, PortalError, PortalProp, PortalService};
 use crate::catalog;
-use crate::secret::SecretString;
+use crate::config::PortalConfig;
+use crate::secret::{ExposeSecret, SecretString};
 
 /// The settings page listing the keys.
-pub const SETTINGS_PAGE: &str = "Management.aspx?type=10";
+const SETTINGS_PAGE: &str = "Management.aspx?type=10";
 /// The AjaxPro handler that saves them.
-pub const SAVE_PATH: &str =
+const SAVE_PATH: &str =
     "ajaxpro/ASC.Web.Studio.UserControls.Management.AuthorizationKeys,ASC.Web.Studio.ashx";
 /// The AjaxPro method header.
-pub const SAVE_METHOD: (&str, &str) = ("X-AjaxPro-Method", "SaveAuthKeys");
+const SAVE_METHOD: (&str, &str) = ("X-AjaxPro-Method", "SaveAuthKeys");
 /// Workspace's login path.
-pub const LOGIN: &str = "api/2.0/authentication.json";
+const LOGIN: &str = "api/2.0/authentication.json";
+
+/// A Workspace (Community Server v12) portal.
+pub struct Workspace {
+    transport: Transport,
+}
+
+impl Workspace {
+    pub fn new(name: &str, cfg: &PortalConfig) -> Result<Workspace, PortalError> {
+        Ok(Workspace {
+            transport: Transport::new(name, cfg, LOGIN)?,
+        })
+    }
+}
+
+#[async_trait]
+impl Portal for Workspace {
+    fn name(&self) -> &str {
+        self.transport.name()
+    }
+
+    async fn services(&self, retry: Retry) -> Result<Listing, PortalError> {
+        let interpret = |reply: Reply| {
+            if reply.status.is_success() {
+                Ok(reply.body)
+            } else {
+                Err(reply.error(&[]))
+            }
+        };
+        let body = self
+            .transport
+            .call(&Request::get(SETTINGS_PAGE), retry, interpret)
+            .await?;
+        Ok(Listing {
+            services: parse_settings_page(&String::from_utf8_lossy(&body))?,
+            value_limit: None,
+            version_hint: Some("Workspace (Community Server)".into()),
+        })
+    }
+
+    /// Every prop of the service in one AjaxPro call, the unmapped ones carried over from
+    /// the listing (Workspace refuses a partial set).
+    async fn set(&self, service: &PortalService, payload: &Payload) -> Result<bool, PortalError> {
+        let mut all: Vec<(&str, &str)> = Vec::new();
+        for p in &service.props {
+            let value = payload
+                .props()
+                .iter()
+                .find(|(n, _)| n == &p.name)
+                .map(|(_, v)| v.expose_secret())
+                .unwrap_or_else(|| p.value.expose_secret());
+            all.push((&p.name, value));
+        }
+        let empty: Vec<&str> = all
+            .iter()
+            .filter(|(_, v)| v.is_empty())
+            .map(|(n, _)| *n)
+            .collect();
+        if !empty.is_empty() {
+            return Err(PortalError::BadRequest(format!(
+                "Workspace saves every prop of `{}` together and refuses empty ones; map {} too (nothing was sent)",
+                service.key,
+                empty.join(", ")
+            )));
+        }
+        let body = serde_json::json!({
+            "name": service.key,
+            "props": all
+                .iter()
+                .map(|(name, value)| serde_json::json!({ "Name": name, "Value": value }))
+                .collect::<Vec<_>>(),
+        });
+        let sent: Vec<&str> = all.iter().map(|(_, v)| *v).collect();
+        let request = Request {
+            method: Method::POST,
+            path: SAVE_PATH,
+            body: Some(&body),
+            headers: &[SAVE_METHOD],
+        };
+        // AjaxPro answers in-band (always 200): read the answer inside the retry loop, so
+        // a refused login token is re-logged like a 401.
+        let interpret = |reply: Reply| {
+            if !reply.status.is_success() {
+                return Err(reply.error(&sent));
+            }
+            parse_save_answer(&reply.body, |m| scrub_values(m, &sent)).map(|v| {
+                if v {
+                    b"true".to_vec()
+                } else {
+                    b"false".to_vec()
+                }
+            })
+        };
+        let bytes = self
+            .transport
+            .call(&request, Retry::Normal, interpret)
+            .await?;
+        Ok(bytes == b"true")
+    }
+}
 
 /// The DocSpace-style name for a Workspace service name.
 pub fn canonical(wire: &str) -> String {
@@ -37,9 +140,10 @@ pub fn canonical(wire: &str) -> String {
         .unwrap_or_else(|| wire.to_lowercase())
 }
 
-/// Services and values from the settings page. Each service is a
+/// Services and values from the settings page (the client's parser; public so that
+/// `tests/fuzz_parsers.rs` can reach it). Each service is a
 /// `div.auth-service-item[data-service]` holding `input.textEdit` fields.
-pub fn parse_settings_page(html: &str) -> Result<Vec<(String, PortalService)>, PortalError> {
+pub fn parse_settings_page(html: &str) -> Result<Vec<PortalService>, PortalError> {
     let doc = Html::parse_document(html);
     let (Ok(items), Ok(inputs), Ok(title)) = (
         Selector::parse("div.auth-service-item[data-service]"),
@@ -73,16 +177,15 @@ pub fn parse_settings_page(html: &str) -> Result<Vec<(String, PortalService)>, P
             .next()
             .map(|t| t.text().collect::<String>())
             .unwrap_or_else(|| wire.clone());
-        out.push((
-            wire.clone(),
-            PortalService {
-                name: canonical(&wire),
-                title,
-                can_set,
-                paid: false,
-                props,
-            },
-        ));
+        out.push(PortalService {
+            name: canonical(&wire),
+            listed_as: wire.clone(),
+            key: wire,
+            title,
+            can_set,
+            paid: false,
+            props,
+        });
     }
     if out.is_empty() {
         return Err(PortalError::InvalidResponse(
@@ -121,16 +224,14 @@ pub fn parse_save_answer(
     })?;
     if let Some(e) = answer.error {
         // Scrub, then cut (a value straddling the cut would survive as a fragment).
-        let message: String = scrub(e.message.unwrap_or_default())
-            .chars()
-            .take(300)
-            .collect();
+        let message = cut(scrub(e.message.unwrap_or_default()));
         let kind = e.kind.unwrap_or_default();
+        // Decided on the exception type; the message is localized and only shown. Any
+        // other exception refused the values, like a 400 from DocSpace.
         return Err(match kind.as_str() {
             "System.UnauthorizedAccessException" => PortalError::Unauthorized,
-            "System.Security.SecurityException" => PortalError::Forbidden(message),
+            "System.Security.SecurityException" => PortalError::AccessDenied(message),
             k if k.contains("Billing") => PortalError::PaymentRequired(message),
-            _ if message.trim() == "Bad keys" => PortalError::BadKeys,
             _ => PortalError::BadRequest(message),
         });
     }
@@ -142,7 +243,6 @@ pub fn parse_save_answer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::ExposeSecret;
 
     #[test]
     fn page_is_parsed_and_names_mapped() {
@@ -158,12 +258,15 @@ mod tests {
 </body></html>"#;
         let services = parse_settings_page(html).unwrap();
         assert_eq!(services.len(), 3);
-        let (wire, google) = &services[0];
-        assert_eq!((wire.as_str(), google.name.as_str()), ("Google", "google"));
+        let google = &services[0];
+        assert_eq!(
+            (google.key.as_str(), google.name.as_str()),
+            ("Google", "google")
+        );
         assert_eq!(google.props[0].value.expose_secret(), "a&b\"c");
-        assert!(!services[1].1.can_set);
-        assert_eq!(services[1].1.name, "dropbox");
-        assert_eq!(services[2].1.name, "skydrive");
+        assert!(!services[1].can_set);
+        assert_eq!(services[1].name, "dropbox");
+        assert_eq!(services[2].name, "skydrive");
         assert!(parse_settings_page("<html></html>").is_err());
     }
 
@@ -179,11 +282,14 @@ mod tests {
             parse_save_answer(unauth, id),
             Err(PortalError::Unauthorized)
         ));
-        let bad = br#"{"error":{"Message":"Bad keys","Type":"System.ArgumentException"}}"#;
-        assert!(matches!(
-            parse_save_answer(bad, id),
-            Err(PortalError::BadKeys)
-        ));
+        for text in ["Bad keys", "Schlechte Tasten", "Неверные ключи"] {
+            let bad =
+                format!(r#"{{"error":{{"Message":"{text}","Type":"System.ArgumentException"}}}}"#);
+            assert!(matches!(
+                parse_save_answer(bad.as_bytes(), id),
+                Err(PortalError::BadRequest(m)) if m == text
+            ));
+        }
         assert!(matches!(
             parse_save_answer(b"<html>", id),
             Err(PortalError::InvalidResponse(_))
