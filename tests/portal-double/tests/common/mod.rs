@@ -96,6 +96,33 @@ impl Reply {
     }
 }
 
+impl Reply {
+    /// The `response.errors` of the 400 validation problem, which comes in the SUCCESS envelope
+    /// with `status: 1, statusCode: 400` (authservice-api.md §1), after checking that shape.
+    pub fn validation_errors(&self) -> Value {
+        assert_eq!(self.status, 400, "{}", self.text);
+        let body = self.json();
+        assert_eq!(body["status"], 1, "{body}");
+        assert_eq!(body["statusCode"], 400, "{body}");
+        assert_eq!(body["count"], 1, "{body}");
+        assert!(body["links"].is_array(), "{body}");
+        assert!(body.get("error").is_none(), "{body}");
+        assert_eq!(body["response"]["status"], 400, "{body}");
+        let errors = body["response"]["errors"].clone();
+        assert!(errors.is_object(), "{body}");
+        errors
+    }
+
+    /// Asserts an empty body with this status.
+    pub fn assert_empty(&self, status: u16) {
+        assert_eq!(
+            (self.status, self.text.as_str()),
+            (status, ""),
+            "expected an empty {status}"
+        );
+    }
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
