@@ -3,19 +3,56 @@
 //! `authservice-api.md` §1–§5: envelopes, authentication, check order, the clear-all and
 //! silent-drop semantics, `Bad keys` validation and the `appleID` listing quirk.
 //!
+//! What real portals differ in, each chosen per double:
+//! - **Version** ([`DoubleConfig::version`], [`DoubleConfig::docspace`]): [`Version::V3_5`],
+//!   [`V3_6`](Version::V3_6) or [`V3_7`](Version::V3_7) (v3.7.1+, the default) decide GET's
+//!   fields (`paid`, props' `type`), the value limit (255 / 4000 UTF-16 units), the catalogue
+//!   and what a POST to an unknown or config-fixed service gets (200 `true` / 415 before v3.6,
+//!   403 after).
+//! - **Language** ([`DoubleConfig::language`], [`PortalDouble::set_language`]): every localized
+//!   message ([`Text`]: `Bad keys`, `User authentication failed`, the 402 plan text, …) in
+//!   [`Language::En`], `De`, `Ru`, `Fr`, `Es`, `It` or `ZhCn`; `Access denied` stays English.
+//! - **Error shapes** of §1, lasting ([`PortalDouble::set_portal_state`],
+//!   [`set_ip_restricted`](PortalDouble::set_ip_restricted),
+//!   [`set_tenant_paid`](PortalDouble::set_tenant_paid),
+//!   [`set_paid_allowed`](PortalDouble::set_paid_allowed),
+//!   [`set_setting_hidden`](PortalDouble::set_setting_hidden),
+//!   [`set_default_consumers`](PortalDouble::set_default_consumers)) or one-shot
+//!   ([`FaultKind::EmptyBody`], [`FaultKind::IpRestricted`], [`FaultKind::Status`]). An API key
+//!   without `*:write` gets 403 with an empty body; a value over the limit and a prop without
+//!   `value` get the 400 validation problem in the success envelope, before the admin check.
+//! - **Refused values** ([`PortalDouble::refuse`], [`refuse_every_value`](PortalDouble::refuse_every_value),
+//!   [`accept_all`](PortalDouble::accept_all), one-shot [`FaultKind::Refuse`]): an enforced key
+//!   check fails, the portal clears EVERY key of the service and answers 400 `Bad keys`.
+//! - **One installation** ([`PortalDouble::start_sharing`]): several doubles share one key store,
+//!   each with its own accounts, settings, faults and request log.
+//!
+//! Every [`RecordedRequest`] has a process-wide [`seq`](RecordedRequest::seq) (see
+//! [`last_seq`]) and an arrival [`Instant`](std::time::Instant), to order requests across
+//! doubles (e.g. the waves of a staged rollout).
+//!
 //! With [`Flavor::Workspace`] it plays a Community Server v12 portal instead (§6): login at
 //! `/api/2.0/authentication.json`, keys saved by the AjaxPro call [`WORKSPACE_SAVE_PATH`]
 //! (`X-AjaxPro-Method: SaveAuthKeys`, always HTTP 200, outcome in-band) and read back only from
-//! the HTML settings page [`WORKSPACE_SETTINGS_PAGE`].
+//! the HTML settings page [`WORKSPACE_SETTINGS_PAGE`]. Language, refusals, sharing and the
+//! request sequence apply there too; version, portal state, IP restriction, tenant payment,
+//! hidden setting and default consumers are DocSpace's.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use portal_double::{DoubleConfig, Fault, FaultKind, PortalDouble};
-//! let portal = PortalDouble::start(DoubleConfig::default()).await?;
+//! use portal_double::{DoubleConfig, Fault, FaultKind, Language, PortalDouble, Version};
+//! let portal = PortalDouble::start(DoubleConfig {
+//!     language: Language::De,
+//!     ..DoubleConfig::docspace(Version::V3_6)
+//! })
+//! .await?;
 //! portal.set_value("google", "googleClientId", "id-1");
+//! portal.refuse("google", "revoked-secret"); // a POST leaving it stored: wipe + 400
 //! portal.inject(Fault::once(FaultKind::Status(500)).with_method("POST"));
+//! let sibling = PortalDouble::start_sharing(DoubleConfig::default(), &portal).await?;
 //! // … point the client at portal.url() with `Authorization: Bearer sk-test-admin` …
 //! assert_eq!(portal.count("POST", "/api/2.0/settings/authservice"), 0);
+//! assert_eq!(sibling.value("google", "googleClientId").as_deref(), Some("id-1"));
 //! # Ok(()) }
 //! ```
 
