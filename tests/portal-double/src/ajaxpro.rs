@@ -7,16 +7,16 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
+use crate::lang::{Language, Text};
+
 /// The header AjaxPro reads the method name from.
 pub(crate) const METHOD_HEADER: &str = "x-ajaxpro-method";
 /// The only method of the `AuthorizationKeys` control the double implements.
 pub(crate) const SAVE_AUTH_KEYS: &str = "SaveAuthKeys";
 
 pub(crate) const UNAUTHORIZED_MESSAGE: &str = "Attempted to perform an unauthorized operation.";
+/// Fixed English in every language.
 pub(crate) const ACCESS_DENIED: &str = "Access denied";
-pub(crate) const FILL_ALL_FIELDS: &str = "Please fill in all fields";
-pub(crate) const BAD_KEYS: &str = "Bad keys";
-const PLAN_MESSAGE: &str = "Your pricing plan does not support this option";
 
 /// An exception an AjaxPro method threw, answered in-band.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,26 +60,32 @@ impl AjaxError {
         )
     }
 
-    pub fn payment_required() -> AjaxError {
-        AjaxError::new(PLAN_MESSAGE, "ASC.Core.Billing.BillingException")
+    pub fn payment_required(language: Language) -> AjaxError {
+        AjaxError::new(
+            language.text(Text::PlanRestricted),
+            "ASC.Core.Billing.BillingException",
+        )
     }
 
-    /// A required parameter is missing or null (.NET Framework's message format).
-    pub fn null_argument(parameter: &str) -> AjaxError {
+    /// `props` is missing or null (.NET Framework's message format, localized).
+    pub fn props_null(language: Language) -> AjaxError {
         AjaxError::new(
-            format!("Value cannot be null.\r\nParameter name: {parameter}"),
+            language.props_null_framework(),
             "System.ArgumentNullException",
         )
     }
 
     /// Some props of the service are empty while others are not.
-    pub fn fill_all_fields() -> AjaxError {
-        AjaxError::new(FILL_ALL_FIELDS, "System.ArgumentException")
+    pub fn fill_all_fields(language: Language) -> AjaxError {
+        AjaxError::new(
+            language.text(Text::FillAllFields),
+            "System.ArgumentException",
+        )
     }
 
     /// The third party rejected the keys; the service has been cleared.
-    pub fn bad_keys() -> AjaxError {
-        AjaxError::new(BAD_KEYS, "System.ArgumentException")
+    pub fn bad_keys(language: Language) -> AjaxError {
+        AjaxError::new(language.text(Text::BadKeys), "System.ArgumentException")
     }
 
     /// A body AjaxPro could not deserialise into the method's parameters.

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use crate::config::{ApiKey, User};
 use crate::envelope::ApiError;
+use crate::lang::{Language, Text};
 use crate::record::AuthKind;
 
 /// Failed logins within this window count towards a lockout…
@@ -22,8 +23,6 @@ const LOCKOUT: Duration = Duration::from_secs(60);
 const TOKEN_LIFETIME: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 const COOKIE_NAME: &str = "asc_auth_key";
-const AUTH_FAILED: &str = "User authentication failed";
-const TOO_MANY_ATTEMPTS: &str = "Too many login attempts. Please try again later";
 
 /// The credential a request presents. The `Authorization` header wins over the cookie: a
 /// request with a bad header is rejected even if its cookie is good.
@@ -161,12 +160,21 @@ impl Accounts {
         }
     }
 
-    /// `POST /api/2.0/authentication`: the `response` value on success.
-    pub fn login(&mut self, user_name: &str, password: &str) -> Result<Value, ApiError> {
+    /// `POST /api/2.0/authentication`: the `response` value on success; failures are worded
+    /// in `language`.
+    pub fn login(
+        &mut self,
+        user_name: &str,
+        password: &str,
+        language: Language,
+    ) -> Result<Value, ApiError> {
         let now = Instant::now();
         let failures = self.failures.entry(user_name.to_lowercase()).or_default();
         if failures.locked_until.is_some_and(|until| now < until) {
-            return Err(ApiError::authentication(403, TOO_MANY_ATTEMPTS));
+            return Err(ApiError::authentication(
+                403,
+                language.text(Text::TooManyLoginAttempts),
+            ));
         }
         let found = self
             .users
@@ -181,7 +189,10 @@ impl Accounts {
                 failures.recent.clear();
                 failures.locked_until = Some(now + LOCKOUT);
             }
-            return Err(ApiError::authentication(401, AUTH_FAILED));
+            return Err(ApiError::authentication(
+                401,
+                language.text(Text::AuthenticationFailed),
+            ));
         };
         *failures = LoginFailures::default();
         if self.users[index].tfa {
@@ -310,13 +321,19 @@ mod tests {
         let mut accounts = Accounts::new(Vec::new(), vec![user]);
         for _ in 0..MAX_FAILURES {
             assert_eq!(
-                accounts.login("a@example.com", "bad").unwrap_err().status,
+                accounts
+                    .login("a@example.com", "bad", Language::En)
+                    .unwrap_err()
+                    .status,
                 401
             );
         }
+        let locked = accounts
+            .login("A@example.com", "pw", Language::De)
+            .unwrap_err();
         assert_eq!(
-            accounts.login("A@example.com", "pw").unwrap_err().status,
-            403
+            (locked.status, locked.message.as_str()),
+            (403, Language::De.text(Text::TooManyLoginAttempts))
         );
         assert_eq!(accounts.login_count(), 0);
     }

@@ -1,7 +1,7 @@
 //! The DocSpace v3.7 service catalogue (authservice-api.md §5), a Community Server v12
 //! (Workspace) catalogue (§6) and the display strings GET and the settings page show.
 
-use crate::config::{ServiceSpec, Validation};
+use crate::config::{ServiceSpec, Validation, Version};
 
 /// Every service of DocSpace v3.7.1, in portal order: all settable, all props unset;
 /// `s3`, `googlecloud` and `rackspace` are paid; `telegram` is validated (enforced),
@@ -113,6 +113,17 @@ pub fn docspace_catalogue() -> Vec<ServiceSpec> {
             spec
         })
         .collect()
+}
+
+/// The services of a DocSpace release, in portal order: [`docspace_catalogue()`] for
+/// [`Version::V3_7`]; without `externaldb` and `nextcloud` (added in v3.7.1) for `V3_5` and
+/// `V3_6`. (`telegram` and `weixin` arrived in v3.5.0, so every version has them.)
+pub fn docspace_catalogue_for(version: Version) -> Vec<ServiceSpec> {
+    let mut services = docspace_catalogue();
+    if version < Version::V3_7 {
+        services.retain(|s| !matches!(s.name.as_str(), "externaldb" | "nextcloud"));
+    }
+    services
 }
 
 /// A Community Server v12 (Workspace) catalogue, in the order the settings page shows it:
@@ -286,6 +297,20 @@ mod tests {
         assert!(docspace_catalogue()
             .iter()
             .all(|s| s.can_set && s.props.iter().all(|(_, v)| v.is_empty())));
+    }
+
+    #[test]
+    fn older_versions_lack_the_v3_7_1_services() {
+        assert_eq!(docspace_catalogue_for(Version::V3_7), docspace_catalogue());
+        for version in [Version::V3_5, Version::V3_6] {
+            let names: Vec<String> = docspace_catalogue_for(version)
+                .into_iter()
+                .map(|s| s.name)
+                .collect();
+            assert_eq!(names.len(), 17, "{version:?}");
+            assert!(names.iter().any(|n| n == "telegram") && names.iter().any(|n| n == "weixin"));
+            assert!(!names.iter().any(|n| n == "externaldb" || n == "nextcloud"));
+        }
     }
 
     #[test]

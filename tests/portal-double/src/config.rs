@@ -2,7 +2,8 @@
 
 use std::net::SocketAddr;
 
-use crate::catalogue::{docspace_catalogue, workspace_catalogue};
+use crate::catalogue::{docspace_catalogue, docspace_catalogue_for, workspace_catalogue};
+use crate::lang::Language;
 
 /// Which ONLYOFFICE product the double plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -20,17 +21,75 @@ pub enum Flavor {
     Workspace,
 }
 
+/// Which DocSpace release the double plays (authservice-api.md §3–§5). Workspace doubles ignore
+/// it.
+///
+/// | | GET fields | value limit | catalogue | unknown service / `canSet: false` on POST |
+/// |---|---|---|---|---|
+/// | `V3_5` | no `paid`, no prop `type` | 255 | no `externaldb`, `nextcloud` | 200 `true`, nothing stored; all-empty → 415 `Key for read only…` |
+/// | `V3_6` | `paid`, no prop `type` | 255 | no `externaldb`, `nextcloud` | 403 `Access denied` |
+/// | `V3_7` | `paid` and prop `type` (`externaldb` adds `options`, `dependsOn`, `dependsOnValue`) | 4000 | every service of §5 | 403 `Access denied` |
+///
+/// Every version lists `appleid` as `appleID` and accepts a POST only to `appleid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Version {
+    /// DocSpace v3.5.x (before the v3.6 check of the service name).
+    V3_5,
+    /// DocSpace v3.6.x.
+    V3_6,
+    /// DocSpace v3.7.1 and later (the default).
+    #[default]
+    V3_7,
+}
+
+impl Version {
+    /// The longest accepted prop value in UTF-16 code units: 4000 from v3.7.1, 255 before.
+    pub fn max_value_len(self) -> usize {
+        match self {
+            Version::V3_5 | Version::V3_6 => 255,
+            Version::V3_7 => 4000,
+        }
+    }
+}
+
+/// The tenant's status, which the portal checks on every API request after authentication
+/// (authservice-api.md §1). Set with
+/// [`PortalDouble::set_portal_state`](crate::PortalDouble::set_portal_state). DocSpace only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum PortalState {
+    /// Normal operation.
+    #[default]
+    Active,
+    /// Being moved to another region: 403 with an empty body.
+    Moving,
+    /// Being restored from a backup: 403 with an empty body.
+    Restoring,
+    /// Its storage being encrypted: 403 with an empty body.
+    Encrypting,
+    /// Suspended (or pending removal): 404 with an empty body.
+    Suspended,
+}
+
 /// How a [`PortalDouble`](crate::PortalDouble) is set up. `Default` is a fresh DocSpace v3.7
-/// portal on a plan that allows paid services, with one admin API key `sk-test-admin`;
-/// [`DoubleConfig::workspace`] is the same for a Workspace portal.
+/// portal in English on a plan that allows paid services, with one admin API key
+/// `sk-test-admin`; [`DoubleConfig::docspace`] is the same for another DocSpace version and
+/// [`DoubleConfig::workspace`] for a Workspace portal.
 #[derive(Debug, Clone)]
 pub struct DoubleConfig {
     /// The product the double plays; default [`Flavor::DocSpace`].
     pub flavor: Flavor,
+    /// The DocSpace release; default [`Version::V3_7`]. Decides GET's fields, the value limit
+    /// (unless [`max_value_len`](Self::max_value_len) overrides it), the default catalogue and
+    /// what a POST to an unknown or fixed service gets.
+    pub version: Version,
+    /// The language of every localized message; default [`Language::En`]. Changeable at runtime
+    /// with [`PortalDouble::set_language`](crate::PortalDouble::set_language).
+    pub language: Language,
     /// The services the portal has, in the order `GET settings/authservice` lists them (and
-    /// the Workspace settings page shows them). A Workspace double whose `services` is still
-    /// exactly [`docspace_catalogue()`] (i.e. left at its default) gets
-    /// [`workspace_catalogue()`] instead.
+    /// the Workspace settings page shows them). Services left at exactly
+    /// [`docspace_catalogue()`] (the default) become the catalogue of the flavor and version:
+    /// [`workspace_catalogue()`] on Workspace, [`docspace_catalogue_for`]`(version)` on
+    /// DocSpace.
     pub services: Vec<ServiceSpec>,
     /// API keys (`Authorization: Bearer <key>`). Ignored by a Workspace double, which has none:
     /// a Bearer credential is unauthenticated there.
@@ -40,10 +99,19 @@ pub struct DoubleConfig {
     /// `false` models a plan without third-party services: a POST to a paid service gets 402
     /// (on Workspace, `SaveAuthKeys` answers a `BillingException` error).
     pub paid_allowed: bool,
-    /// The longest accepted prop value, in UTF-16 code units as .NET counts string length
-    /// (4000 since DocSpace v3.7.1; 255 in v3.1–v3.6). DocSpace only: Workspace has no limit
-    /// (beyond the double's 1 MiB body limit).
+    /// The longest accepted prop value, in UTF-16 code units as .NET counts string length;
+    /// longer gets the 400 validation problem. `0` (the default) takes the version's limit
+    /// ([`Version::max_value_len`]: 4000 since DocSpace v3.7.1, 255 in v3.1–v3.6); any other
+    /// value overrides it. DocSpace only: Workspace has no limit (beyond the double's 1 MiB body
+    /// limit).
     pub max_value_len: usize,
+    /// The server option `core:default-consumers=true`: GET ignores stored values and shows
+    /// every prop as the service was configured when the double started, so a pushed value
+    /// never reads back (POST still stores it: see [`PortalDouble::value`](crate::PortalDouble::value)).
+    /// Changeable at runtime with
+    /// [`PortalDouble::set_default_consumers`](crate::PortalDouble::set_default_consumers).
+    /// DocSpace only.
+    pub default_consumers: bool,
     /// Where to listen; `None` means `127.0.0.1:0` (any free port).
     pub listen: Option<SocketAddr>,
 }
@@ -60,13 +128,36 @@ impl Default for DoubleConfig {
             }],
             users: Vec::new(),
             paid_allowed: true,
-            max_value_len: 4000,
+            max_value_len: 0,
+            default_consumers: false,
             listen: None,
+            version: Version::default(),
+            language: Language::default(),
         }
     }
 }
 
 impl DoubleConfig {
+    /// A fresh DocSpace portal of this version: [`docspace_catalogue_for`]`(version)`, one admin
+    /// API key `sk-test-admin`, paid services allowed, English.
+    pub fn docspace(version: Version) -> DoubleConfig {
+        DoubleConfig {
+            version,
+            services: docspace_catalogue_for(version),
+            ..DoubleConfig::default()
+        }
+    }
+
+    /// The value limit in effect: [`max_value_len`](Self::max_value_len) if set, else the
+    /// version's.
+    pub fn effective_max_value_len(&self) -> usize {
+        if self.max_value_len == 0 {
+            self.version.max_value_len()
+        } else {
+            self.max_value_len
+        }
+    }
+
     /// A fresh Workspace (Community Server v12) portal: [`workspace_catalogue()`], no API keys,
     /// no users (add some: on Workspace only a login authenticates), paid services allowed.
     pub fn workspace() -> DoubleConfig {
@@ -116,7 +207,9 @@ impl ServiceSpec {
     }
 }
 
-/// Whether the portal checks a service's keys with the third party on every save.
+/// Whether the portal checks a service's keys with the third party on every save. Independently
+/// of this, [`PortalDouble::refuse`](crate::PortalDouble::refuse) makes any service refuse chosen
+/// values as an enforced check would.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Validation {
     /// No check.

@@ -50,12 +50,24 @@ pub(crate) struct PropRequest {
 }
 
 impl AuthServiceRequest {
+    /// DocSpace: a prop's `value` is a required member (it may be `null`, not absent).
     pub fn bind(body: &Value) -> Result<AuthServiceRequest, BindError> {
         bind_auth_keys(
             body,
             "ASC.Web.Api.ApiModels.RequestsDto.AuthServiceRequestsDto",
             "ASC.Web.Api.ApiModels.RequestsDto.AuthKey",
+            true,
         )
+    }
+
+    /// The index of the first prop whose value is longer than `max` UTF-16 code units (as .NET
+    /// measures string length).
+    pub fn first_too_long(&self, max: usize) -> Option<usize> {
+        self.props.as_ref()?.iter().position(|p| {
+            p.value
+                .as_deref()
+                .is_some_and(|v| v.encode_utf16().count() > max)
+        })
     }
 
     /// Workspace's AjaxPro `SaveAuthKeys(string name, List<AuthKey> props)`: the same shape
@@ -65,6 +77,7 @@ impl AuthServiceRequest {
             body,
             "AjaxPro.JavaScriptObject",
             "ASC.Web.Studio.UserControls.Management.AuthKey",
+            false,
         )
     }
 }
@@ -73,6 +86,7 @@ fn bind_auth_keys(
     body: &Value,
     root_type: &str,
     prop_type: &str,
+    value_required: bool,
 ) -> Result<AuthServiceRequest, BindError> {
     let object = as_object(body, "$", root_type)?;
     let name = string_field(object, "name", "$")?;
@@ -85,6 +99,15 @@ fn bind_auth_keys(
                 .map(|(i, item)| {
                     let path = format!("$.props[{i}]");
                     let prop = as_object(item, &path, prop_type)?;
+                    if value_required && field(prop, "value").is_none() {
+                        return Err(BindError::new(
+                            path,
+                            format!(
+                                "JSON deserialization for type '{prop_type}' was missing \
+                                 required properties, including the following: value"
+                            ),
+                        ));
+                    }
                     Ok(PropRequest {
                         name: string_field(prop, "name", &path)?,
                         value: string_field(prop, "value", &path)?,
@@ -189,5 +212,30 @@ mod tests {
         assert!(AuthServiceRequest::bind(&json!({"props": "x"})).is_err());
         assert!(parse_json(b"").is_err());
         assert!(parse_json(b"{nope").is_err());
+    }
+
+    #[test]
+    fn docspace_requires_value_but_not_a_non_null_one() {
+        let err = AuthServiceRequest::bind(
+            &json!({"name": "google", "props": [{"name": "a", "value": null}, {"name": "b"}]}),
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "$.props[1]");
+        assert!(err.message.contains("value"), "{}", err.message);
+        let ajax =
+            AuthServiceRequest::bind_ajax_pro(&json!({"name": "G", "props": [{"Name": "b"}]}))
+                .unwrap();
+        assert_eq!(ajax.props.unwrap()[0].value, None);
+    }
+
+    #[test]
+    fn too_long_counts_utf16_units() {
+        let request = AuthServiceRequest::bind(&json!({"name": "g", "props": [
+            {"name": "a", "value": "xx"}, {"name": "b", "value": "😀😀"}
+        ]}))
+        .unwrap();
+        assert_eq!(request.first_too_long(4), None);
+        assert_eq!(request.first_too_long(3), Some(1));
+        assert_eq!(request.first_too_long(1), Some(0));
     }
 }

@@ -4,6 +4,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
+use crate::lang::{Language, Text};
+
 /// What the envelope's `links` entry needs to know about the request.
 #[derive(Debug, Clone)]
 pub(crate) struct RequestInfo {
@@ -38,9 +40,10 @@ pub(crate) fn success(info: &RequestInfo, response: Value) -> Response {
     json_response(StatusCode::OK, &body)
 }
 
-/// A body the portal's JSON binding could not read. ASP.NET's validation problem is wrapped in
-/// the *success* envelope but with `status: 1` and `statusCode: 400` (inferred in the doc), so
-/// a client must look at the HTTP status before the body's shape.
+/// A body the portal's JSON binding could not read, or a model that failed validation (a value
+/// too long). ASP.NET's validation problem is wrapped in the *success* envelope but with
+/// `status: 1` and `statusCode: 400`, so a client must look at the HTTP status before the body's
+/// shape.
 pub(crate) fn validation_failure(info: &RequestInfo, key: &str, message: &str) -> Response {
     let problem = json!({
         "type": "https://tools.ietf.org/html/rfc9110#section-15.5.1",
@@ -68,23 +71,61 @@ pub(crate) struct ApiError {
     pub hresult: i32,
 }
 
+/// Fixed English in every language.
 const ACCESS_DENIED: &str = "Access denied";
-const PLAN_MESSAGE: &str = "Your pricing plan does not support this option";
 
 // .NET HResults of the exception types used below.
 const COR_E_ARGUMENT: i32 = -2147024809;
+const COR_E_ARGUMENTNULL: i32 = -2147467261;
+const COR_E_NOTSUPPORTED: i32 = -2146233067;
 const COR_E_SECURITY: i32 = -2146233078;
 const COR_E_EXCEPTION: i32 = -2146233088;
 const COR_E_SYSTEM: i32 = -2146233087;
 
 impl ApiError {
-    /// 400 for a bad argument (props missing, value too long, `Bad keys`).
+    /// 400 for a bad argument.
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError {
             status: 400,
             message: message.into(),
             exception: "System.ArgumentException",
             hresult: COR_E_ARGUMENT,
+        }
+    }
+
+    /// 400 `Bad keys`, localized: an enforced key check failed (the service has been cleared).
+    pub fn bad_keys(language: Language) -> ApiError {
+        ApiError::bad_request(language.text(Text::BadKeys))
+    }
+
+    /// 400: the POST had no `props` (or `null`).
+    pub fn props_null(language: Language) -> ApiError {
+        ApiError {
+            status: 400,
+            message: language.props_null(),
+            exception: "System.ArgumentNullException",
+            hresult: COR_E_ARGUMENTNULL,
+        }
+    }
+
+    /// 415 before v3.6: clearing a service that is unknown or whose keys are fixed in the
+    /// server's config file (`Consumer.Clear()` throws; the unknown service's consumer has no
+    /// name). Fixed English, not a resource text.
+    pub fn read_only_consumer(name: &str) -> ApiError {
+        ApiError {
+            status: 415,
+            message: format!("Key for read only. Consumer {name}"),
+            exception: "System.NotSupportedException",
+            hresult: COR_E_NOTSUPPORTED,
+        }
+    }
+
+    /// 415 before v3.6: changing a prop of a service whose keys are fixed in the server's
+    /// config file (`Consumer`'s setter throws). Fixed English.
+    pub fn read_only_key(prop: &str) -> ApiError {
+        ApiError {
+            message: format!("Key for read only. Key {prop}"),
+            ..ApiError::read_only_consumer("")
         }
     }
 
@@ -98,11 +139,12 @@ impl ApiError {
         }
     }
 
-    /// 402: a paid service on a plan without third-party services.
-    pub fn payment_required() -> ApiError {
+    /// 402, localized: a paid service on a plan without third-party services, or the setting
+    /// hidden by the operator.
+    pub fn payment_required(language: Language) -> ApiError {
         ApiError {
             status: 402,
-            message: PLAN_MESSAGE.to_owned(),
+            message: language.text(Text::PlanRestricted).to_owned(),
             exception: "ASC.Core.Billing.BillingException",
             hresult: COR_E_EXCEPTION,
         }
@@ -119,19 +161,19 @@ impl ApiError {
     }
 
     /// What an injected `Status(code)` fault answers: the portal's error envelope with its own
-    /// message where it has one, else the status's reason phrase (500 → `Internal error`);
-    /// 401 is empty, as for any request the portal does not authenticate.
-    pub fn fault_response(status: u16) -> Response {
+    /// (localized) message where it has one, else the status's reason phrase (500 →
+    /// `Internal error`); 401 is empty, as for any request the portal does not authenticate.
+    pub fn fault_response(status: u16, language: Language) -> Response {
         if status == 401 {
             return empty(StatusCode::UNAUTHORIZED);
         }
-        ApiError::for_status(status).into_response()
+        ApiError::for_status(status, language).into_response()
     }
 
-    fn for_status(status: u16) -> ApiError {
+    fn for_status(status: u16, language: Language) -> ApiError {
         match status {
             400 => ApiError::bad_request("Bad request"),
-            402 => ApiError::payment_required(),
+            402 => ApiError::payment_required(language),
             403 => ApiError::access_denied(),
             _ => {
                 let message = match status {
@@ -175,9 +217,15 @@ pub(crate) fn error(status: u16, message: &str, exception: &str, hresult: i32) -
     json_response(code, &body)
 }
 
-/// A response with a status and no body (401, 404, 405, 413, 415, 429).
+/// A response with a status and no body (401, 404, 405, 413, 415, 429; 402 and 403 from the
+/// portal's filters).
 pub(crate) fn empty(status: StatusCode) -> Response {
     status.into_response()
+}
+
+/// A status whose body is a bare JSON string (the IP-restriction 403).
+pub(crate) fn json_string(status: StatusCode, text: &str) -> Response {
+    json_response(status, &Value::String(text.to_owned()))
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {

@@ -62,6 +62,33 @@ pub enum FaultKind {
     /// Accept the request and never answer (the connection stays open until the double is
     /// dropped).
     Hang,
+    /// Answer with this status and an EMPTY body, as the portal does for an API key without
+    /// the needed scope or a portal being moved (403), a tenant that is not paid at all (402)
+    /// or a suspended portal (404). (For a lasting state use
+    /// [`set_portal_state`](crate::PortalDouble::set_portal_state) or
+    /// [`set_tenant_paid`](crate::PortalDouble::set_tenant_paid).)
+    EmptyBody(u16),
+    /// 403 whose body is a bare JSON string (IP restriction), localized:
+    /// `"Access from your IP address is restricted"` in English. (Lasting:
+    /// [`set_ip_restricted`](crate::PortalDouble::set_ip_restricted).) On Workspace: the HTML
+    /// error page with 403.
+    IpRestricted,
+    /// POST only (a GET never takes it): the request is handled normally, but if it gets as far
+    /// as saving non-empty values, the key check fails as an enforced one does — every key of
+    /// the service is cleared and the answer is 400 with the localized `Bad keys` (Workspace:
+    /// the in-band error). A clear (all values empty) is not checked, so it is not refused.
+    /// (For chosen values use [`refuse`](crate::PortalDouble::refuse).)
+    Refuse,
+}
+
+impl FaultKind {
+    /// Whether a request with this method takes the fault.
+    fn applies_to(&self, method: &str) -> bool {
+        match self {
+            FaultKind::Refuse => method.eq_ignore_ascii_case("POST"),
+            _ => true,
+        }
+    }
 }
 
 /// The faults currently injected, in injection order.
@@ -84,9 +111,10 @@ impl Faults {
     /// Uses up the first fault matching `method` and returns what it does.
     pub fn take(&mut self, method: &str) -> Option<FaultKind> {
         let index = self.active.iter().position(|f| {
-            f.method
-                .as_deref()
-                .is_none_or(|m| m.eq_ignore_ascii_case(method))
+            f.kind.applies_to(method)
+                && f.method
+                    .as_deref()
+                    .is_none_or(|m| m.eq_ignore_ascii_case(method))
         })?;
         let fault = &mut self.active[index];
         let kind = fault.kind.clone();
@@ -121,5 +149,16 @@ mod tests {
         assert_eq!(faults.take("POST"), None);
         faults.push(Fault::new(FaultKind::Hang).with_times(0));
         assert_eq!(faults.take("GET"), None);
+    }
+
+    #[test]
+    fn refuse_is_only_taken_by_a_post() {
+        let mut faults = Faults::default();
+        faults.push(Fault::once(FaultKind::Refuse));
+        faults.push(Fault::once(FaultKind::EmptyBody(402)));
+        assert_eq!(faults.take("GET"), Some(FaultKind::EmptyBody(402)));
+        assert_eq!(faults.take("GET"), None);
+        assert_eq!(faults.take("post"), Some(FaultKind::Refuse));
+        assert_eq!(faults.take("POST"), None);
     }
 }

@@ -14,12 +14,14 @@ use serde_json::Value;
 
 use crate::ajaxpro::{self, AjaxError};
 use crate::auth::{Credential, Principal};
-use crate::config::Flavor;
+use crate::config::{Flavor, PortalState};
 use crate::dto::{parse_json, AuthServiceRequest, BindError, LoginRequest};
 use crate::envelope::{self, ApiError, RequestInfo};
 use crate::faults::FaultKind;
+use crate::lang::Text;
 use crate::record::RecordedRequest;
-use crate::state::Shared;
+use crate::services::Check;
+use crate::state::{Settings, Shared};
 use crate::workspace;
 
 /// Request bodies above this get 413 (the portal's proxy and Kestrel both cap bodies).
@@ -128,6 +130,9 @@ async fn dispatch(State(shared): State<Arc<Shared>>, request: Request) -> Respon
         body: recorded_body,
         auth,
         ajax_method,
+        // Stamped by the log.
+        seq: 0,
+        at: std::time::Instant::now(),
     });
 
     let response = match body {
@@ -185,14 +190,16 @@ impl Call<'_> {
         if route == Route::Unknown {
             return envelope::empty(StatusCode::NOT_FOUND);
         }
+        let mut check = Check::Normal;
         if route.takes_faults() {
             let fault = self.shared.lock().faults.take(self.method.as_str());
             if let Some(kind) = fault {
+                let language = self.shared.settings().language;
                 match kind {
                     FaultKind::Delay(duration) => tokio::time::sleep(duration).await,
                     FaultKind::Status(status) => {
                         return match self.flavor {
-                            Flavor::DocSpace => ApiError::fault_response(status),
+                            Flavor::DocSpace => ApiError::fault_response(status, language),
                             Flavor::Workspace => workspace::fault_page(status),
                         }
                     }
@@ -201,17 +208,46 @@ impl Call<'_> {
                     }
                     FaultKind::Garbage => return garbage(),
                     FaultKind::Hang => return std::future::pending().await,
+                    FaultKind::EmptyBody(status) => {
+                        let status = StatusCode::from_u16(status)
+                            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                        return envelope::empty(status);
+                    }
+                    FaultKind::IpRestricted => {
+                        return match self.flavor {
+                            Flavor::DocSpace => ip_restricted(language),
+                            Flavor::Workspace => workspace::fault_page(403),
+                        }
+                    }
+                    FaultKind::Refuse => check = Check::Fail,
                 }
             }
         }
         match (route, self.method) {
             (Route::Authentication, &Method::POST) => self.login(),
             (Route::AuthService, &Method::GET) => self.list_services(),
-            (Route::AuthService, &Method::POST) => self.save_service(),
-            (Route::AjaxAuthKeys, &Method::POST) => self.save_auth_keys(),
+            (Route::AuthService, &Method::POST) => self.save_service(check),
+            (Route::AjaxAuthKeys, &Method::POST) => self.save_auth_keys(check),
             (Route::ManagementPage, &Method::GET) => self.settings_page(),
             _ => envelope::empty(StatusCode::METHOD_NOT_ALLOWED),
         }
+    }
+
+    /// DocSpace's filters that run on an authenticated request before its body is read, in
+    /// this order: the tenant's status (404 suspended, 403 moving/restoring/encrypting, empty
+    /// bodies), the IP restriction (403, a bare JSON string) and the payment filter (402,
+    /// empty). `None` when the request may go on.
+    fn portal_filters(&self, settings: &Settings) -> Option<Response> {
+        if let Some(response) = tenant_status(settings.portal_state) {
+            return Some(response);
+        }
+        if settings.ip_restricted {
+            return Some(ip_restricted(settings.language));
+        }
+        if !settings.tenant_paid {
+            return Some(envelope::empty(StatusCode::PAYMENT_REQUIRED));
+        }
+        None
     }
 
     /// The caller's identity, checked now rather than on arrival: a token may expire while a
@@ -242,6 +278,13 @@ impl Call<'_> {
     /// `POST /api/2.0/authentication[.json]`, answered in the flavor's API envelope (Workspace:
     /// 201 Created).
     fn login(&self) -> Response {
+        // The tenant-status filter runs for anonymous requests too; the login is exempt from
+        // the payment filter and, being anonymous, from the IP filter.
+        if self.flavor == Flavor::DocSpace {
+            if let Some(response) = tenant_status(self.shared.settings().portal_state) {
+                return response;
+            }
+        }
         let request = match self.bind(LoginRequest::bind) {
             Ok(request) => request,
             Err(BodyError::Invalid(e)) if self.flavor == Flavor::Workspace => {
@@ -249,10 +292,15 @@ impl Call<'_> {
             }
             Err(error) => return self.reject(error),
         };
-        let result = self.shared.lock().accounts.login(
-            request.user_name.as_deref().unwrap_or(""),
-            request.password.as_deref().unwrap_or(""),
-        );
+        let result = {
+            let mut state = self.shared.lock();
+            let language = state.settings.language;
+            state.accounts.login(
+                request.user_name.as_deref().unwrap_or(""),
+                request.password.as_deref().unwrap_or(""),
+                language,
+            )
+        };
         match (self.flavor, result) {
             (Flavor::DocSpace, Ok(value)) => envelope::success(self.info, value),
             (Flavor::DocSpace, Err(e)) => e.into_response(),
@@ -263,8 +311,8 @@ impl Call<'_> {
 
     /// Workspace's AjaxPro `SaveAuthKeys`: always 200, the outcome in-band. Checked in this
     /// order: the `X-AjaxPro-Method` header, authentication, the body, then the rules of
-    /// [`save_workspace`](crate::services::Services::save_workspace).
-    fn save_auth_keys(&self) -> Response {
+    /// [`save_workspace`](crate::services::Store::save_workspace).
+    fn save_auth_keys(&self, check: Check) -> Response {
         let method = self
             .headers
             .get(ajaxpro::METHOD_HEADER)
@@ -289,11 +337,11 @@ impl Call<'_> {
             Ok(request) => request,
             Err(e) => return ajaxpro::error(AjaxError::bad_body(e.message)),
         };
+        let settings = self.shared.settings();
         let result = self
             .shared
-            .lock()
-            .services
-            .save_workspace(principal, &request);
+            .store()
+            .save_workspace(principal, &settings, &request, check);
         match result {
             Ok(changed) => ajaxpro::value(Value::Bool(changed)),
             Err(e) => ajaxpro::error(e),
@@ -311,29 +359,55 @@ impl Call<'_> {
             return workspace::redirect("/");
         }
         let auth_keys = workspace::is_auth_keys_query(self.uri.query());
-        workspace::settings_page(self.shared.lock().services.all(), auth_keys)
+        workspace::settings_page(self.shared.store().all(), auth_keys)
     }
 
+    /// `GET settings/authservice`: 401, the portal's filters, then the store's rules.
     fn list_services(&self) -> Response {
         let Some(principal) = self.principal() else {
             return envelope::empty(StatusCode::UNAUTHORIZED);
         };
-        let result = self.shared.lock().services.list(principal);
+        let settings = self.shared.settings();
+        if let Some(response) = self.portal_filters(&settings) {
+            return response;
+        }
+        let result = self.shared.store().list(principal, &settings);
         match result {
             Ok(value) => envelope::success(self.info, value),
             Err(e) => e.into_response(),
         }
     }
 
-    fn save_service(&self) -> Response {
+    /// `POST settings/authservice`, checked in this order: 401; an API key without `*:write`
+    /// (403, empty body); the portal's filters; 415 and model validation (400 validation
+    /// problem: bad JSON, a prop without `value`, a value over the limit); then the store's
+    /// rules (admin, service, plan, `props`, the key check).
+    fn save_service(&self, check: Check) -> Response {
         let Some(principal) = self.principal() else {
             return envelope::empty(StatusCode::UNAUTHORIZED);
         };
+        if !principal.write {
+            return envelope::empty(StatusCode::FORBIDDEN);
+        }
+        let settings = self.shared.settings();
+        if let Some(response) = self.portal_filters(&settings) {
+            return response;
+        }
         let request = match self.bind(AuthServiceRequest::bind) {
             Ok(request) => request,
             Err(error) => return self.reject(error),
         };
-        let result = self.shared.lock().services.save(principal, &request);
+        if let Some(index) = request.first_too_long(settings.max_value_len) {
+            return envelope::validation_failure(
+                self.info,
+                &format!("Props[{index}].Value"),
+                &settings.language.value_too_long(settings.max_value_len),
+            );
+        }
+        let result = self
+            .shared
+            .store()
+            .save(principal, &settings, &request, check);
         match result {
             Ok(changed) => envelope::success(self.info, Value::Bool(changed)),
             Err(e) => e.into_response(),
@@ -359,6 +433,23 @@ fn has_json_content_type(headers: &HeaderMap) -> bool {
     essence == "application/json"
         || essence == "text/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The tenant-status filter: 404 for a suspended portal, 403 for one being moved, restored or
+/// encrypted (both with an empty body).
+fn tenant_status(state: PortalState) -> Option<Response> {
+    match state {
+        PortalState::Active => None,
+        PortalState::Suspended => Some(envelope::empty(StatusCode::NOT_FOUND)),
+        PortalState::Moving | PortalState::Restoring | PortalState::Encrypting => {
+            Some(envelope::empty(StatusCode::FORBIDDEN))
+        }
+    }
+}
+
+/// The IP filter's 403: a bare JSON string.
+fn ip_restricted(language: crate::lang::Language) -> Response {
+    envelope::json_string(StatusCode::FORBIDDEN, language.text(Text::IpRestricted))
 }
 
 fn rate_limited(retry_after_secs: u64) -> Response {

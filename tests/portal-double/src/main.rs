@@ -4,7 +4,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 
 use clap::{Parser, ValueEnum};
-use portal_double::{ApiKey, DoubleConfig, Flavor, PortalDouble, User};
+use portal_double::{ApiKey, DoubleConfig, Flavor, Language, PortalDouble, User, Version};
 
 /// A test double of an ONLYOFFICE portal's authorization-keys API (DocSpace or Workspace).
 #[derive(Debug, Parser)]
@@ -23,9 +23,15 @@ struct Args {
     /// Model a plan without third-party services: POSTs to paid services get 402.
     #[arg(long)]
     no_paid: bool,
-    /// Longest accepted prop value (255 models DocSpace v3.1–v3.6).
-    #[arg(long, default_value_t = 4000)]
+    /// Longest accepted prop value; 0 = the DocSpace version's (4000 from v3.7.1, 255 before).
+    #[arg(long, default_value_t = 0)]
     max_value_len: usize,
+    /// The DocSpace release to play (GET fields, value limit, catalogue, unknown-service rule).
+    #[arg(long = "docspace-version", value_enum, default_value_t = VersionArg::V3_7)]
+    docspace_version: VersionArg,
+    /// The language of localized messages: en, de, ru, fr, es, it, zh-CN.
+    #[arg(long, default_value = "en", value_parser = parse_language)]
+    language: Language,
     /// An admin user who can log in (repeatable), as EMAIL:PASSWORD.
     #[arg(long = "user", value_name = "EMAIL:PASSWORD", value_parser = parse_user)]
     users: Vec<User>,
@@ -35,6 +41,20 @@ struct Args {
 enum FlavorArg {
     Docspace,
     Workspace,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum VersionArg {
+    #[value(name = "3.5")]
+    V3_5,
+    #[value(name = "3.6")]
+    V3_6,
+    #[value(name = "3.7")]
+    V3_7,
+}
+
+fn parse_language(text: &str) -> Result<Language, String> {
+    Language::from_code(text).ok_or_else(|| format!("unknown language {text:?}"))
 }
 
 fn parse_user(text: &str) -> Result<User, String> {
@@ -52,11 +72,17 @@ fn parse_user(text: &str) -> Result<User, String> {
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
+    let version = match args.docspace_version {
+        VersionArg::V3_5 => Version::V3_5,
+        VersionArg::V3_6 => Version::V3_6,
+        VersionArg::V3_7 => Version::V3_7,
+    };
     let base = match args.flavor {
-        FlavorArg::Docspace => DoubleConfig::default(),
+        FlavorArg::Docspace => DoubleConfig::docspace(version),
         FlavorArg::Workspace => DoubleConfig::workspace(),
     };
     let mut cfg = DoubleConfig {
+        language: args.language,
         paid_allowed: !args.no_paid,
         max_value_len: args.max_value_len,
         users: args.users,

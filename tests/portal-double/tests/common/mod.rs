@@ -96,6 +96,33 @@ impl Reply {
     }
 }
 
+impl Reply {
+    /// The `response.errors` of the 400 validation problem, which comes in the SUCCESS envelope
+    /// with `status: 1, statusCode: 400` (authservice-api.md §1), after checking that shape.
+    pub fn validation_errors(&self) -> Value {
+        assert_eq!(self.status, 400, "{}", self.text);
+        let body = self.json();
+        assert_eq!(body["status"], 1, "{body}");
+        assert_eq!(body["statusCode"], 400, "{body}");
+        assert_eq!(body["count"], 1, "{body}");
+        assert!(body["links"].is_array(), "{body}");
+        assert!(body.get("error").is_none(), "{body}");
+        assert_eq!(body["response"]["status"], 400, "{body}");
+        let errors = body["response"]["errors"].clone();
+        assert!(errors.is_object(), "{body}");
+        errors
+    }
+
+    /// Asserts an empty body with this status.
+    pub fn assert_empty(&self, status: u16) {
+        assert_eq!(
+            (self.status, self.text.as_str()),
+            (status, ""),
+            "expected an empty {status}"
+        );
+    }
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
@@ -168,4 +195,56 @@ pub async fn login(portal: &PortalDouble, email: &str) -> String {
     let body = serde_json::json!({"userName": email, "password": "s3cret"});
     let response = post(portal, LOGIN, Auth::None, &body).await.response();
     response["token"].as_str().unwrap().to_owned()
+}
+
+/// Workspace: logs in at `/api/2.0/authentication.json` and returns the token.
+pub async fn ws_token(portal: &PortalDouble, email: &str) -> String {
+    let body = serde_json::json!({"userName": email, "password": "s3cret"});
+    let reply = post(
+        portal,
+        portal_double::WORKSPACE_LOGIN_PATH,
+        Auth::None,
+        &body,
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    reply.json()["response"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Workspace: `SaveAuthKeys` with a login token, as AjaxPro's client sends it.
+pub async fn ws_save(portal: &PortalDouble, token: &str, body: &Value) -> Reply {
+    let request = client()
+        .post(format!(
+            "{}{}",
+            portal.url(),
+            portal_double::WORKSPACE_SAVE_PATH
+        ))
+        .header("Content-Type", "text/plain; charset=utf-8")
+        .header("X-AjaxPro-Method", "SaveAuthKeys")
+        .body(body.to_string());
+    reply(with_auth(request, Auth::Token(token))).await
+}
+
+impl Reply {
+    /// Workspace: the in-band `(Message, Type)` of an AjaxPro error (HTTP 200).
+    pub fn ajax_error(&self) -> (String, String) {
+        assert_eq!(self.status, 200, "{}", self.text);
+        let body = self.json();
+        assert!(body.get("value").is_none(), "{body}");
+        (
+            body["error"]["Message"].as_str().unwrap().to_owned(),
+            body["error"]["Type"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Workspace: the in-band `value` of an AjaxPro answer (HTTP 200, no error).
+    pub fn ajax_value(&self) -> Value {
+        assert_eq!(self.status, 200, "{}", self.text);
+        let body = self.json();
+        assert!(body.get("error").is_none(), "{body}");
+        body["value"].clone()
+    }
 }
