@@ -354,18 +354,35 @@ impl Rejection {
             "request body larger than 16 KiB",
         )
     }
+
+    /// Whether the answer leaves (part of) the request body unread: then hyper closes
+    /// the connection after answering, and says so, so that a client does not send its
+    /// next request on a connection that is going away.
+    fn leaves_body_unread(&self) -> bool {
+        matches!(
+            self.status,
+            StatusCode::NOT_FOUND
+                | StatusCode::UNAUTHORIZED
+                | StatusCode::PAYLOAD_TOO_LARGE
+                | StatusCode::REQUEST_TIMEOUT
+        )
+    }
 }
 
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
+        let close = self.leaves_body_unread();
         let body = Json(serde_json::json!({ "accepted": false, "error": self.message }));
+        let mut response = (self.status, body).into_response();
+        let headers = response.headers_mut();
         if self.status == StatusCode::UNAUTHORIZED {
             // RFC 9110: a 401 must say which scheme would work.
-            let challenge = [(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))];
-            (self.status, challenge, body).into_response()
-        } else {
-            (self.status, body).into_response()
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if close {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
 }
 

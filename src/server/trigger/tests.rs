@@ -476,3 +476,48 @@ async fn the_token_is_checked_before_the_validator() {
     assert!(h.rx.try_recv().is_err());
     h.stop().await;
 }
+
+/// A client that sent a body the server did not read must not reuse the connection:
+/// hyper closes it after the answer (and a pooled client would fail its next request).
+#[tokio::test]
+async fn answers_that_leave_the_body_unread_close_the_connection() {
+    let h = Harness::start(Some(TOKEN)).await;
+    let close = |r: &reqwest::Response| {
+        r.headers()
+            .get(header::CONNECTION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let r = h
+        .client
+        .post(h.url("/trigger"))
+        .bearer_auth("wrong")
+        .body(vec![b'{'; 256 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(close(&r).as_deref(), Some("close"));
+    let r = h
+        .client
+        .post(h.url("/trigger"))
+        .bearer_auth(TOKEN)
+        .body(vec![b' '; MAX_TRIGGER_BODY + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(close(&r).as_deref(), Some("close"));
+    // A body read to its end keeps the connection.
+    let r = h
+        .client
+        .post(h.url("/trigger"))
+        .bearer_auth(TOKEN)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(close(&r), None);
+    h.stop().await;
+}
