@@ -430,10 +430,12 @@ mod tests {
         p.add_trigger(TriggerRequest {
             portals: vec!["a".into()],
             services: vec!["google".into()],
+            ..TriggerRequest::default()
         });
         p.add_trigger(TriggerRequest {
             portals: vec!["b".into()],
             services: vec!["google".into()],
+            ..TriggerRequest::default()
         });
         let f = p.trigger.clone().unwrap_or_default();
         assert_eq!(f.portals, vec!["a".to_string(), "b".to_string()]);

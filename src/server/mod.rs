@@ -1,0 +1,199 @@
+//! HTTP endpoints of `authsync run`: `/metrics`, `/healthz`, `/readyz` and `POST /trigger`
+//! (see "HTTP endpoints" in the product contract).
+//!
+//! The server only observes and nudges the daemon: it reads flags the daemon sets
+//! ([`ServerState::ready`], [`ServerState::alive`]) and drops [`TriggerRequest`]s into
+//! the daemon's bounded trigger channel. It never runs a sync itself, so a flood of
+//! requests cannot multiply the load on portals or secret stores.
+//!
+//! Layout: this file holds the shared state and the routes; `serve` the listener and
+//! connection handling; `trigger` the `/trigger` endpoint (auth, body, parsing,
+//! validation); `probes` `/healthz`, `/readyz` and `/metrics`.
+//!
+//! Hardening, because the listener may be reachable from a whole cluster network:
+//! - the trigger token is compared in constant time, as SHA-256 digests so its length
+//!   does not leak either, and it is never logged;
+//! - the authorization check runs *before* the request body is read, so unauthenticated
+//!   clients cannot make the daemon buffer anything;
+//! - the body is capped at [`MAX_TRIGGER_BODY`] bytes and must arrive within
+//!   [`BODY_TIMEOUT`]; each trigger is validated against the running config before it
+//!   is queued ([`ServerState::set_validator`]), so one bad trigger cannot fail the
+//!   merged cycle of every other caller;
+//! - a connection must deliver each request's headers within [`HEADER_READ_TIMEOUT`]
+//!   (hyper's timer, which bytes trickled in do not extend; it also closes idle
+//!   keep-alive connections), each request is answered within [`REQUEST_TIMEOUT`], and
+//!   a connection lives at most [`MAX_CONNECTION_AGE`] (a client that stops reading its
+//!   answer). So a slow client holds one of the [`MAX_CONNECTIONS`] slots for seconds,
+//!   and probes stay answerable while dozens of them trickle;
+//! - `/metrics` renders run at most [`MAX_METRICS_RENDERS`] at a time, off the async
+//!   threads; further scrapes wait up to [`METRICS_WAIT`], then get 503.
+
+mod probes;
+mod serve;
+mod trigger;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, Semaphore};
+use tower_http::timeout::TimeoutLayer;
+
+use crate::secret::{ExposeSecret, SecretString};
+
+pub use serve::serve;
+pub use trigger::{validate_trigger, TriggerRequest, TriggerValidator};
+
+/// Largest accepted `POST /trigger` body. A scope of a few hundred names fits easily;
+/// anything bigger is a mistake or an attack and gets 413.
+pub const MAX_TRIGGER_BODY: usize = 16 * 1024;
+
+/// How long a `POST /trigger` client may take to send its body before getting 408.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a client may take to send a request's headers — from connecting, or from
+/// the end of its previous answer on a keep-alive connection — before it is closed.
+/// Probes and Prometheus send theirs at once; a client that trickles bytes is cut here
+/// however often it sends one.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a request may take from its headers to its answer; 503 after. Longer than
+/// [`BODY_TIMEOUT`], so a slow trigger body gets its own 408 first.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Connections served at once; further clients wait in the kernel's accept backlog.
+/// Far more than Prometheus, probes and the odd `curl` need, and since a slow client is
+/// cut after [`HEADER_READ_TIMEOUT`], holding them all takes a flood of fresh
+/// connections, not a handful of slow ones.
+pub const MAX_CONNECTIONS: usize = 512;
+
+/// A connection older than this finishes its request in flight and is closed (hard
+/// after [`CLOSE_GRACE`] more): the backstop for a client that sends a request and never
+/// reads the answer. Clients simply reconnect.
+pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
+
+/// How long a connection being closed (age, shutdown) may take to finish its request.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// `/metrics` renders at once. Rendering is CPU work on a blocking thread; the bound
+/// keeps a burst of scrapes from taking the machine's cores.
+pub const MAX_METRICS_RENDERS: usize = 2;
+
+/// How long a scrape waits for a render slot before it gets 503.
+pub const METRICS_WAIT: Duration = Duration::from_secs(2);
+
+/// Shared with the daemon.
+#[derive(Clone)]
+pub struct ServerState {
+    /// Set by the daemon after the first cycle; `/readyz` answers 503 until then.
+    pub ready: Arc<AtomicBool>,
+    /// Cleared if the scheduler died; `/healthz` then answers 503 so the supervisor
+    /// restarts the process.
+    pub alive: Arc<AtomicBool>,
+    /// Swapped on config reload; `None` → `/trigger` answers 404.
+    pub trigger_token: Arc<RwLock<Option<SecretString>>>,
+    /// The daemon's (bounded) trigger channel. When it is full a cycle is already
+    /// queued, and the trigger coalesces into it (still 202).
+    pub triggers: mpsc::Sender<TriggerRequest>,
+    /// Set when a trigger did not fit in the channel: its portal/service lists are lost,
+    /// so the daemon widens the next triggered cycle to everything rather than miss them.
+    pub trigger_overflow: Arc<AtomicBool>,
+    /// Checks each trigger against the running config before it is queued (400 when it
+    /// fails); swapped on config reload. `None` → only the JSON shape is checked.
+    pub validator: Arc<RwLock<Option<TriggerValidator>>>,
+    /// Free `/metrics` render slots ([`MAX_METRICS_RENDERS`]).
+    pub(crate) metrics_renders: Arc<Semaphore>,
+}
+
+impl ServerState {
+    /// A state for a daemon that has not finished its first cycle: not ready, alive, no
+    /// validator.
+    pub fn new(
+        triggers: mpsc::Sender<TriggerRequest>,
+        trigger_token: Option<SecretString>,
+    ) -> Self {
+        ServerState {
+            ready: Arc::new(AtomicBool::new(false)),
+            alive: Arc::new(AtomicBool::new(true)),
+            trigger_token: Arc::new(RwLock::new(trigger_token)),
+            triggers,
+            trigger_overflow: Arc::new(AtomicBool::new(false)),
+            validator: Arc::new(RwLock::new(None)),
+            metrics_renders: Arc::new(Semaphore::new(MAX_METRICS_RENDERS)),
+        }
+    }
+
+    /// Replaces the trigger token (config reload). `None` disables `/trigger`.
+    ///
+    /// A poisoned lock is taken over: it only guards an `Option`, which a panicking
+    /// writer cannot leave half-written.
+    pub fn set_trigger_token(&self, token: Option<SecretString>) {
+        *self
+            .trigger_token
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = token;
+    }
+
+    /// Replaces the trigger validator (start, config reload), typically a closure over
+    /// the new config calling [`validate_trigger`].
+    pub fn set_validator(&self, validator: TriggerValidator) {
+        *self
+            .validator
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(validator);
+    }
+
+    /// The current validator; the `Arc` is cloned so the lock is not held while it runs.
+    fn validator(&self) -> Option<TriggerValidator> {
+        self.validator
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// SHA-256 of the configured token, or `None` when `/trigger` is disabled. Only the
+    /// digest leaves the lock, so the guard is never held across an `.await`.
+    fn token_digest(&self) -> Option<[u8; 32]> {
+        let guard = self
+            .trigger_token
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        guard
+            .as_ref()
+            .map(|token| Sha256::digest(token.expose_secret().as_bytes()).into())
+    }
+}
+
+/// The routes, for [`serve`] or for embedding. Unknown paths answer 404, known paths
+/// with another method 405 (with `Allow`); a request not answered within
+/// [`REQUEST_TIMEOUT`] gets 503.
+pub fn router(state: ServerState) -> Router {
+    app(state, REQUEST_TIMEOUT)
+}
+
+fn app(state: ServerState, request_timeout: Duration) -> Router {
+    Router::new()
+        .route("/metrics", get(probes::get_metrics))
+        .route("/healthz", get(probes::get_healthz))
+        .route("/readyz", get(probes::get_readyz))
+        .route("/trigger", post(trigger::post_trigger))
+        // 503, not tower-http's default 408: by the time this fires the client has sent
+        // its request (a slow trigger body gets its own 408 earlier); the server is slow.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            request_timeout,
+        ))
+        .with_state(state)
+}
+
+/// The client's address, put on each request by [`serve`] for the trigger log lines.
+#[derive(Clone, Copy, Debug)]
+struct PeerAddr(SocketAddr);
+
+#[cfg(test)]
+mod harness;
