@@ -59,6 +59,7 @@ fn filter(config: &Config, sel: Selection) -> Result<Filter, u8> {
     let f = Filter {
         portals: sel.portals,
         services: sel.services,
+        only: None,
     };
     f.check(config).map_err(|e| {
         eprintln!("authsync: {e}");

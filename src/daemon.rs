@@ -1,15 +1,22 @@
 //! `authsync run`: the long-running service.
 //!
 //! One loop owns the engine and runs at most one cycle at a time. Scheduler ticks
-//! (tokio-cron-scheduler: cron in UTC or a fixed interval) and `POST /trigger` requests
-//! are events on channels; events that arrive during a cycle coalesce into one follow-up
-//! cycle. SIGHUP reloads the config (validated first; the old one keeps running on
-//! error), SIGTERM/SIGINT let the cycle in flight finish (at most [`DRAIN`]) and exit 0.
+//! (tokio-cron-scheduler: cron in UTC or a fixed interval), `POST /trigger` requests and
+//! the end of a rollout wave's soak time are events on channels; events that arrive
+//! during a cycle coalesce into one follow-up cycle. SIGHUP reloads the config
+//! (validated first; the old one keeps running on error); SIGTERM/SIGINT cancel the
+//! [`Shutdown`] token every task watches, let the cycle in flight finish (at most
+//! [`DRAIN`]) and exit 0.
 //!
 //! Cheap cycles: scheduled cycles ask the stores for versions and read only values that
-//! moved; the first cycle and triggered cycles read every value (version listings can
-//! lag). With `drift = "ignore"` unchanged portals are not contacted at all.
+//! moved; the first cycle and triggered cycles read every value they need (version
+//! listings can lag). With `drift = "ignore"` unchanged portals are not contacted at all.
+//!
+//! Liveness: the loop beats a heartbeat ([`Liveness`]) whenever it makes progress; a
+//! cycle longer than `cycle_timeout` is cancelled and reported, and `/healthz` (and the
+//! systemd watchdog) fail when the loop is silent for `cycle_timeout` plus one interval.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,31 +24,90 @@ use std::time::Duration;
 
 use rand::Rng;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, Schedule};
-use crate::mapping::Filter;
+use crate::liveness::Liveness;
+use crate::mapping::{self, Filter};
 use crate::metrics::metrics;
 use crate::notify;
-use crate::report::CycleReport;
+use crate::report::{CycleReport, Outcome};
 use crate::resolve::Freshness;
 use crate::secret::SecretString;
 use crate::server::{self, ServerState, TriggerRequest};
-use crate::state::State;
+use crate::state::{CycleRecord, State};
 use crate::sync::{CycleOptions, Engine, Mode};
 
 /// Longest wait for the cycle in flight at SIGTERM.
 pub const DRAIN: Duration = Duration::from_secs(10);
 
+/// How often the loop beats while it waits for work (it is responsive, so alive).
+const IDLE_BEAT: Duration = Duration::from_secs(5);
+
 const OK: u8 = 0;
 const FAILED: u8 = 1;
+
+/// The one shutdown signal every task of the daemon watches.
+pub type Shutdown = CancellationToken;
+
+/// Which targets a cycle covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Scope {
+    All,
+    /// Only these (portal, service) pairs.
+    Pairs(BTreeSet<(String, String)>),
+}
+
+impl Scope {
+    /// What a trigger asks for: the pairs its portals, services and secrets select
+    /// together; nothing selected → everything.
+    fn of(config: &Config, t: &TriggerRequest) -> Scope {
+        if t.portals.is_empty() && t.services.is_empty() && t.secrets.is_empty() {
+            return Scope::All;
+        }
+        let filter = Filter {
+            portals: t.portals.clone(),
+            services: t.services.clone(),
+            only: (!t.secrets.is_empty()).then(|| mapping::users_of(config, &t.secret_refs())),
+        };
+        Scope::Pairs(
+            mapping::targets(config, &filter)
+                .into_iter()
+                .map(|t| (t.portal, t.service))
+                .collect(),
+        )
+    }
+
+    /// Everything absorbs any narrower scope.
+    fn merge(self, other: Scope) -> Scope {
+        match (self, other) {
+            (Scope::Pairs(mut a), Scope::Pairs(b)) => {
+                a.extend(b);
+                Scope::Pairs(a)
+            }
+            _ => Scope::All,
+        }
+    }
+
+    fn filter(self) -> Filter {
+        match self {
+            Scope::All => Filter::default(),
+            Scope::Pairs(pairs) => Filter {
+                only: Some(pairs),
+                ..Filter::default()
+            },
+        }
+    }
+}
 
 /// Work waiting for the next cycle: events that arrived meanwhile, merged.
 #[derive(Debug, Default)]
 struct Pending {
     scheduled: bool,
-    trigger: Option<Filter>,
+    trigger: Option<Scope>,
+    retry_refused: bool,
 }
 
 impl Pending {
@@ -49,32 +115,12 @@ impl Pending {
         !self.scheduled && self.trigger.is_none()
     }
 
-    fn add_trigger(&mut self, t: TriggerRequest) {
-        let merged = match self.trigger.take() {
-            None => Filter {
-                portals: t.portals,
-                services: t.services,
-            },
-            // An empty list means "all": it absorbs any narrower request.
-            Some(mut f) => {
-                merge(&mut f.portals, t.portals);
-                merge(&mut f.services, t.services);
-                f
-            }
-        };
-        self.trigger = Some(merged);
-    }
-}
-
-fn merge(into: &mut Vec<String>, more: Vec<String>) {
-    if into.is_empty() || more.is_empty() {
-        into.clear();
-        return;
-    }
-    for m in more {
-        if !into.contains(&m) {
-            into.push(m);
-        }
+    fn add(&mut self, scope: Scope, retry_refused: bool) {
+        self.trigger = Some(match self.trigger.take() {
+            None => scope,
+            Some(s) => s.merge(scope),
+        });
+        self.retry_refused |= retry_refused;
     }
 }
 
@@ -128,20 +174,32 @@ pub async fn run(config: Config, path: PathBuf) -> u8 {
     }
 }
 
+/// How long the main loop may stay silent: a whole cycle plus the longest wait for the
+/// next one.
+fn liveness_limit(config: &Config) -> Duration {
+    config
+        .sync
+        .cycle_timeout
+        .saturating_add(config.sync.schedule().longest_gap())
+        .saturating_add(config.sync.jitter.unwrap_or_default())
+        .saturating_add(IDLE_BEAT)
+}
+
 struct Daemon {
     path: PathBuf,
     engine: Engine,
     state: State,
     server: ServerState,
+    liveness: Arc<Liveness>,
     ticker: Ticker,
     ticks: mpsc::Receiver<()>,
     tick_tx: mpsc::Sender<()>,
     triggers: mpsc::Receiver<TriggerRequest>,
-    stop_server: watch::Sender<bool>,
+    shutdown: Shutdown,
     server_task: tokio::task::JoinHandle<()>,
     hup: tokio::signal::unix::Signal,
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
+    /// When a rollout wave's soak time ends: a cycle then gives the next wave its values.
+    wake_at: Option<tokio::time::Instant>,
 }
 
 impl Daemon {
@@ -155,28 +213,25 @@ impl Daemon {
                     config.server.listen
                 )
             })?;
+        let shutdown = Shutdown::new();
+        watch_signals(shutdown.clone())?;
         let (trigger_tx, triggers) = mpsc::channel(16);
-        let server = ServerState::new(trigger_tx, token);
-        let (stop_server, mut stop_rx) = watch::channel(false);
-        let shutdown = async move {
-            let _ = stop_rx.wait_for(|stop| *stop).await;
-        };
+        let mut server = ServerState::new(trigger_tx, token);
+        let liveness = Arc::new(Liveness::new(liveness_limit(&config)));
+        server.liveness = liveness.clone();
+        let stop = shutdown.clone();
         let serve_state = server.clone();
         let server_task = tokio::spawn(async move {
-            if let Err(e) = server::serve(listener, serve_state, shutdown).await {
+            if let Err(e) =
+                server::serve(listener, serve_state, async move { stop.cancelled().await }).await
+            {
                 tracing::error!(error = %e, "HTTP server stopped");
             }
         });
         let (tick_tx, ticks) = mpsc::channel(1);
         let ticker = Ticker::start(&config.sync.schedule(), tick_tx.clone()).await?;
-        let sig = |kind: SignalKind| {
-            signal(kind).map_err(|e| format!("cannot install signal handlers: {e}"))
-        };
-        let (hup, term, int) = (
-            sig(SignalKind::hangup())?,
-            sig(SignalKind::terminate())?,
-            sig(SignalKind::interrupt())?,
-        );
+        let hup = signal(SignalKind::hangup())
+            .map_err(|e| format!("cannot install signal handlers: {e}"))?;
         let (state, _) = crate::commands::load_state(&config);
         tracing::info!(
             config = %path.display(),
@@ -184,48 +239,57 @@ impl Daemon {
             schedule = ?config.sync.schedule(),
             drift = ?config.sync.drift,
             portals = config.portals.len(),
+            waves = config.sync.waves(),
             "authsync daemon starting"
         );
-        let engine = Engine::new(Arc::new(config)).await;
-        notify::spawn_watchdog(server.alive.clone());
+        let config = Arc::new(config);
+        server.set_validator(validator(&config));
+        let engine = Engine::new(config).await;
+        notify::spawn_watchdog(liveness.clone());
         Ok(Daemon {
             path,
             engine,
             state,
             server,
+            liveness,
             ticker,
             ticks,
             tick_tx,
             triggers,
-            stop_server,
+            shutdown,
             server_task,
             hup,
-            term,
-            int,
+            wake_at: None,
         })
     }
 
     async fn run(mut self) -> u8 {
         // The first cycle runs at once and reads every value.
         let mut pending = Pending {
-            trigger: Some(Filter::default()),
-            scheduled: false,
+            trigger: Some(Scope::All),
+            ..Pending::default()
         };
         let mut first = true;
         let mut reload = false;
-        'outer: loop {
+        loop {
+            self.liveness.beat();
             if pending.is_empty() {
+                let wake = self.wake_at;
                 tokio::select! {
-                    _ = self.term.recv() => break 'outer,
-                    _ = self.int.recv() => break 'outer,
+                    _ = self.shutdown.cancelled() => break,
                     _ = self.hup.recv() => { self.reload().await; continue; }
                     Some(()) = self.ticks.recv() => pending.scheduled = true,
-                    Some(t) = self.triggers.recv() => pending.add_trigger(t),
+                    Some(t) = self.triggers.recv() => self.trigger(&mut pending, t),
+                    _ = sleep_until(wake), if wake.is_some() => {
+                        self.wake_at = None;
+                        pending.scheduled = true;
+                    }
+                    _ = tokio::time::sleep(IDLE_BEAT) => continue,
                 }
             }
             if self.server.trigger_overflow.swap(false, Ordering::AcqRel) {
                 // Some trigger's lists did not fit in the queue: cover everything.
-                pending.add_trigger(TriggerRequest::default());
+                pending.add(Scope::All, false);
             }
             let work = std::mem::take(&mut pending);
             let (filter, opts) = self.plan_cycle(work, first);
@@ -237,36 +301,14 @@ impl Daemon {
                     );
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
-                        _ = self.term.recv() => break 'outer,
-                        _ = self.int.recv() => break 'outer,
+                        _ = self.shutdown.cancelled() => break,
                     }
                 }
             }
-            let Some(filter) = filter else { continue };
 
-            let mut state = std::mem::take(&mut self.state);
-            let mut stopping = false;
-            let report: Option<CycleReport> = {
-                let cycle = self.engine.cycle(&filter, opts, &mut state);
-                tokio::pin!(cycle);
-                loop {
-                    tokio::select! {
-                        report = &mut cycle => break Some(report),
-                        Some(()) = self.ticks.recv() => pending.scheduled = true,
-                        Some(t) = self.triggers.recv() => pending.add_trigger(t),
-                        _ = self.hup.recv() => reload = true,
-                        _ = self.term.recv() => { stopping = true; break tokio::time::timeout(DRAIN, &mut cycle).await.ok(); }
-                        _ = self.int.recv() => { stopping = true; break tokio::time::timeout(DRAIN, &mut cycle).await.ok(); }
-                    }
-                }
-            };
-            self.state = state;
-            match report {
-                Some(report) => self.after_cycle(&report),
-                None => tracing::warn!(
-                    drain_s = DRAIN.as_secs(),
-                    "the cycle in flight did not finish in time; stopping anyway"
-                ),
+            let (report, stopping) = self.cycle(&filter, opts, &mut pending, &mut reload).await;
+            if let Some(report) = report {
+                self.after_cycle(&report);
             }
             if first {
                 first = false;
@@ -280,35 +322,102 @@ impl Daemon {
                 self.reload().await;
             }
         }
-        self.shutdown().await
+        self.stop().await
+    }
+
+    /// Runs one cycle, bounded by `cycle_timeout`, while queueing the events that
+    /// arrive meanwhile. Returns the report (none when cancelled) and whether the
+    /// daemon is stopping.
+    async fn cycle(
+        &mut self,
+        filter: &Filter,
+        opts: CycleOptions,
+        pending: &mut Pending,
+        reload: &mut bool,
+    ) -> (Option<CycleReport>, bool) {
+        let started = std::time::Instant::now();
+        let started_unix = chrono::Utc::now().timestamp();
+        let limit = self.engine.config.sync.cycle_timeout;
+        let state_file = self.engine.config.sync.state_file.clone();
+        let liveness = self.liveness.clone();
+        let mut state = std::mem::take(&mut self.state);
+        let mut stopping = false;
+        let mut timed_out = false;
+        let report = {
+            // Saved after every rollout wave: a crash mid-rollout resumes where it was.
+            let cycle = self.engine.cycle_with(filter, opts, &mut state, |s| {
+                liveness.beat();
+                if let Err(e) = s.save(&state_file) {
+                    tracing::error!(error = %e, "state not saved; a restart will compare every portal afresh");
+                }
+            });
+            tokio::pin!(cycle);
+            let deadline = tokio::time::sleep(limit);
+            tokio::pin!(deadline);
+            loop {
+                self.liveness.beat();
+                tokio::select! {
+                    report = &mut cycle => break Some(report),
+                    _ = &mut deadline => { timed_out = true; break None; }
+                    Some(()) = self.ticks.recv() => pending.scheduled = true,
+                    Some(t) = self.triggers.recv() => self.trigger(pending, t),
+                    _ = self.hup.recv() => *reload = true,
+                    _ = tokio::time::sleep(IDLE_BEAT) => {}
+                    _ = self.shutdown.cancelled() => {
+                        stopping = true;
+                        break tokio::time::timeout(DRAIN, &mut cycle).await.ok();
+                    }
+                }
+            }
+        };
+        self.state = state;
+        if timed_out {
+            tracing::error!(
+                timeout_s = limit.as_secs(),
+                kind = ?crate::failure::FailureKind::CycleTimeout,
+                "the cycle ran longer than [sync] cycle_timeout and was cancelled; what finished before is recorded"
+            );
+            metrics().sync_run("failed", started.elapsed());
+            self.state.last_cycle = Some(CycleRecord {
+                started: started_unix,
+                finished: chrono::Utc::now().timestamp(),
+                result: "failed".into(),
+            });
+            self.save_state();
+        } else if report.is_none() {
+            tracing::warn!(
+                drain_s = DRAIN.as_secs(),
+                "the cycle in flight did not finish in time; stopping anyway"
+            );
+        }
+        (report, stopping)
+    }
+
+    /// Queues a trigger's scope (already validated by the server).
+    fn trigger(&self, pending: &mut Pending, t: TriggerRequest) {
+        let scope = Scope::of(&self.engine.config, &t);
+        pending.add(scope, t.retry_refused);
     }
 
     /// What the next cycle covers and how it reads.
-    fn plan_cycle(&self, work: Pending, first: bool) -> (Option<Filter>, CycleOptions) {
+    fn plan_cycle(&self, work: Pending, first: bool) -> (Filter, CycleOptions) {
         let fresh = CycleOptions {
             mode: Mode::Apply,
             freshness: Freshness::Fresh,
-            retry_refused: false,
+            retry_refused: work.retry_refused,
             soak: true,
         };
         if first || work.scheduled && work.trigger.is_some() {
-            return (Some(Filter::default()), fresh);
+            // A scheduled cycle covers everything anyway; read it all fresh.
+            return (Filter::default(), fresh);
         }
         match work.trigger {
-            Some(filter) => match filter.check(&self.engine.config) {
-                Ok(()) => (Some(filter), fresh),
-                Err(e) => {
-                    tracing::error!(error = %e, "trigger ignored");
-                    (None, fresh)
-                }
-            },
+            Some(scope) => (scope.filter(), fresh),
             None => (
-                Some(Filter::default()),
+                Filter::default(),
                 CycleOptions {
-                    mode: Mode::Apply,
                     freshness: Freshness::Versioned,
-                    retry_refused: false,
-                    soak: true,
+                    ..fresh
                 },
             ),
         }
@@ -316,6 +425,30 @@ impl Daemon {
 
     fn after_cycle(&mut self, report: &CycleReport) {
         metrics().sync_run(report.result(), report.duration);
+        self.save_state();
+        // New values that wait for an earlier wave's soak time: come back when it ends.
+        let now = chrono::Utc::now().timestamp();
+        let ready = report
+            .services()
+            .filter_map(|(_, s)| match &s.outcome {
+                Outcome::Waiting {
+                    ready_at: Some(at), ..
+                } => Some(*at),
+                _ => None,
+            })
+            .min();
+        if let Some(at) = ready {
+            let wait = Duration::from_secs(u64::try_from(at.saturating_sub(now)).unwrap_or(0));
+            let when = tokio::time::Instant::now() + wait;
+            self.wake_at = Some(self.wake_at.map_or(when, |w| w.min(when)));
+            tracing::info!(
+                in_s = wait.as_secs(),
+                "the next rollout wave gets its values when the soak time ends"
+            );
+        }
+    }
+
+    fn save_state(&self) {
         if let Err(e) = self.state.save(&self.engine.config.sync.state_file) {
             tracing::error!(error = %e, "state not saved; a restart will compare every portal afresh");
         }
@@ -387,19 +520,22 @@ impl Daemon {
                 }
             }
         }
-        let previous = std::mem::replace(&mut self.engine, Engine::new(Arc::new(config)).await);
+        self.liveness.set_limit(liveness_limit(&config));
+        let config = Arc::new(config);
+        self.server.set_validator(validator(&config));
+        let previous = std::mem::replace(&mut self.engine, Engine::new(config).await);
         previous.close().await;
         self.server.set_trigger_token(token);
         metrics().config_reload("ok");
         tracing::info!("config reloaded");
     }
 
-    async fn shutdown(self) -> u8 {
+    async fn stop(self) -> u8 {
         notify::stopping();
         tracing::info!("shutting down");
+        self.shutdown.cancel();
         self.ticker.stop().await;
-        let _ = self.stop_server.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.server_task).await;
+        let _ = tokio::time::timeout(Duration::from_secs(6), self.server_task).await;
         if let Err(e) = self.state.save(&self.engine.config.sync.state_file) {
             tracing::error!(error = %e, "state not saved at shutdown");
         }
@@ -407,6 +543,35 @@ impl Daemon {
         tracing::info!("stopped");
         OK
     }
+}
+
+/// Cancels `shutdown` at the first SIGTERM or SIGINT.
+fn watch_signals(shutdown: Shutdown) -> Result<(), String> {
+    let sig =
+        |kind: SignalKind| signal(kind).map_err(|e| format!("cannot install signal handlers: {e}"));
+    let (mut term, mut int) = (sig(SignalKind::terminate())?, sig(SignalKind::interrupt())?);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("signal received; finishing the cycle in flight");
+        shutdown.cancel();
+    });
+    Ok(())
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Checks each trigger against this config before the server queues it.
+fn validator(config: &Arc<Config>) -> server::TriggerValidator {
+    let config = config.clone();
+    Arc::new(move |t| server::validate_trigger(&config, t))
 }
 
 /// The trigger token, read now so a missing env var or file fails loudly at start/reload.
@@ -424,24 +589,68 @@ fn trigger_token(config: &Config) -> Result<Option<SecretString>, String> {
 mod tests {
     use super::*;
 
+    fn pairs(p: &[(&str, &str)]) -> Scope {
+        Scope::Pairs(
+            p.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+        )
+    }
+
     #[test]
-    fn triggers_coalesce_and_all_absorbs_narrow() {
+    fn scopes_merge_and_everything_absorbs_narrow_ones() {
         let mut p = Pending::default();
-        p.add_trigger(TriggerRequest {
-            portals: vec!["a".into()],
-            services: vec!["google".into()],
+        p.add(pairs(&[("a", "google")]), false);
+        p.add(pairs(&[("b", "google")]), true);
+        assert_eq!(
+            p.trigger.clone(),
+            Some(pairs(&[("a", "google"), ("b", "google")]))
+        );
+        assert!(p.retry_refused);
+        p.add(Scope::All, false);
+        assert_eq!(p.trigger, Some(Scope::All));
+    }
+
+    #[test]
+    fn a_trigger_selects_the_pairs_its_lists_and_secrets_name_together() {
+        let text = r#"
+[sources.kv]
+kind = "files"
+dir = "/nonexistent"
+[portals.a]
+url = "http://127.0.0.1:1"
+api_key = "sk"
+[portals.b]
+url = "http://127.0.0.1:2"
+api_key = "sk"
+[[map]]
+service = "google"
+props.googleClientId = "kv:google#id"
+[[map]]
+service = "telegram"
+props.telegramBotToken = "kv:tg/{portal}#token"
+"#;
+        let config = match config::parse(text, std::path::Path::new("t.toml")) {
+            Ok(l) => l.config,
+            Err(e) => panic!("{e}"),
+        };
+        let t = |portals: &[&str], secrets: &[&str]| TriggerRequest {
+            portals: portals.iter().map(|s| s.to_string()).collect(),
+            secrets: secrets.iter().map(|s| s.to_string()).collect(),
             ..TriggerRequest::default()
-        });
-        p.add_trigger(TriggerRequest {
-            portals: vec!["b".into()],
-            services: vec!["google".into()],
-            ..TriggerRequest::default()
-        });
-        let f = p.trigger.clone().unwrap_or_default();
-        assert_eq!(f.portals, vec!["a".to_string(), "b".to_string()]);
-        assert_eq!(f.services, vec!["google".to_string()]);
-        p.add_trigger(TriggerRequest::default());
-        let f = p.trigger.unwrap_or_default();
-        assert!(f.portals.is_empty() && f.services.is_empty());
+        };
+        assert_eq!(Scope::of(&config, &t(&[], &[])), Scope::All);
+        assert_eq!(
+            Scope::of(&config, &t(&[], &["kv:google"])),
+            pairs(&[("a", "google"), ("b", "google")])
+        );
+        assert_eq!(
+            Scope::of(&config, &t(&[], &["kv:tg/b"])),
+            pairs(&[("b", "telegram")])
+        );
+        assert_eq!(
+            Scope::of(&config, &t(&["a"], &["kv:tg/{portal}"])),
+            pairs(&[("a", "telegram")])
+        );
     }
 }

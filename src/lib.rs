@@ -25,6 +25,7 @@ pub mod daemon;
 pub mod errors;
 pub mod failure;
 pub mod fingerprint;
+pub mod liveness;
 pub mod logging;
 pub mod mapping;
 pub mod metrics;

@@ -1,14 +1,19 @@
 //! From `[[map]]` blocks to targets: one (portal, service) pair and the references for
 //! its props, with `{portal}` expanded and `--portal` / `--service` filters applied.
 
+use std::collections::BTreeSet;
+
 use crate::catalog;
-use crate::config::{Config, PropRef};
+use crate::config::{Config, PropRef, SecretRef};
 
 /// `--portal` / `--service` selections; empty = everything.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     pub portals: Vec<String>,
     pub services: Vec<String>,
+    /// Only these (portal, service) pairs (targeted triggers and rotation events);
+    /// `None` = no such restriction.
+    pub only: Option<BTreeSet<(String, String)>>,
 }
 
 impl Filter {
@@ -41,6 +46,41 @@ impl Filter {
     pub fn service(&self, name: &str) -> bool {
         self.services.is_empty() || self.services.iter().any(|s| s == name)
     }
+
+    /// Whether nothing narrows the selection (a full cycle).
+    pub fn is_everything(&self) -> bool {
+        self.portals.is_empty() && self.services.is_empty() && self.only.is_none()
+    }
+
+    fn pair(&self, portal: &str, service: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.contains(&(portal.to_string(), service.to_string())))
+    }
+}
+
+/// The (portal, service) pairs whose props read any of `secrets`, compared by source
+/// and path (the `#KEY` ignored); a secret names either the `{portal}` template a map
+/// uses or the path it expands to for one portal.
+pub fn users_of(config: &Config, secrets: &[SecretRef]) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for portal in config.portals.keys() {
+        for map in config.maps.iter().filter(|m| m.applies_to(portal)) {
+            let used = map.props.values().any(|r| match r {
+                PropRef::Secret(s) => {
+                    let expanded = s.for_portal(portal);
+                    secrets.iter().any(|w| {
+                        w.source == s.source && (w.path == s.path || w.path == expanded.path)
+                    })
+                }
+                PropRef::Literal(_) => false,
+            });
+            if used {
+                out.insert((portal.clone(), map.service.clone()));
+            }
+        }
+    }
+    out
 }
 
 /// One service on one portal, and where each of its props comes from.
@@ -56,11 +96,9 @@ pub struct Target {
 pub fn targets(config: &Config, filter: &Filter) -> Vec<Target> {
     let mut out = Vec::new();
     for portal in config.portals.keys().filter(|p| filter.portal(p)) {
-        for map in config
-            .maps
-            .iter()
-            .filter(|m| m.applies_to(portal) && filter.service(&m.service))
-        {
+        for map in config.maps.iter().filter(|m| {
+            m.applies_to(portal) && filter.service(&m.service) && filter.pair(portal, &m.service)
+        }) {
             let props = map
                 .props
                 .iter()

@@ -1,9 +1,8 @@
 //! The systemd notify protocol, for `Type=notify` units: READY when the first cycle is
 //! done, RELOADING/READY around SIGHUP reloads, STOPPING at shutdown, and watchdog pings
-//! at half of `WatchdogSec` while the scheduler is alive. A no-op when `NOTIFY_SOCKET`
+//! at half of `WatchdogSec` while the main loop's heartbeat is recent. A no-op when `NOTIFY_SOCKET`
 //! is not set (not under systemd).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,9 +35,9 @@ pub fn stopping() {
     send(&[NotifyState::Stopping]);
 }
 
-/// Starts watchdog pings if systemd asked for them (`WATCHDOG_USEC`). Pings stop when
-/// `alive` turns false, so a wedged scheduler gets the service restarted.
-pub fn spawn_watchdog(alive: Arc<AtomicBool>) {
+/// Starts watchdog pings if systemd asked for them (`WATCHDOG_USEC`). Pings stop while
+/// the main loop's heartbeat is stale, so a wedged loop gets the service restarted.
+pub fn spawn_watchdog(liveness: Arc<crate::liveness::Liveness>) {
     let Some(usec) = watchdog_usec() else { return };
     let every = Duration::from_micros(usec / 2);
     tracing::info!(
@@ -49,7 +48,7 @@ pub fn spawn_watchdog(alive: Arc<AtomicBool>) {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            if alive.load(Ordering::Acquire) {
+            if liveness.is_alive() {
                 send(&[NotifyState::Watchdog]);
             }
         }

@@ -446,11 +446,7 @@ impl<'a> Cx<'a> {
             );
         }
         if let Some(cron) = &sync.schedule {
-            let parsed = croner::parser::CronParser::builder()
-                .seconds(croner::parser::Seconds::Required)
-                .dom_and_dow(true)
-                .build()
-                .parse(cron);
+            let parsed = super::cron_parser().parse(cron);
             if let Err(e) = parsed {
                 let span = self.find_key_span("schedule");
                 let fields = cron.split_whitespace().count();

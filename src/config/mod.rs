@@ -47,6 +47,54 @@ pub enum Schedule {
     Interval(Duration),
 }
 
+impl Schedule {
+    /// The longest time between two cycle starts (how long the daemon may wait for its
+    /// next cycle; sizes the liveness check).
+    pub fn longest_gap(&self) -> Duration {
+        match self {
+            Schedule::Interval(every) => *every,
+            Schedule::Cron(expr) => {
+                let Ok(cron) = cron_parser().parse(expr) else {
+                    return Duration::from_secs(86_400);
+                };
+                let mut prev = chrono::Utc::now();
+                let mut longest = Duration::ZERO;
+                for next in cron.iter_after(prev).take(64) {
+                    let gap = (next - prev).to_std().unwrap_or_default();
+                    longest = longest.max(gap);
+                    prev = next;
+                }
+                longest
+            }
+        }
+    }
+
+    /// When the schedule next fires after `after` (cron), or `after` + the interval.
+    pub fn next_after(
+        &self,
+        after: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        match self {
+            Schedule::Interval(every) => chrono::Duration::from_std(*every)
+                .ok()
+                .and_then(|d| after.checked_add_signed(d)),
+            Schedule::Cron(expr) => cron_parser()
+                .parse(expr)
+                .ok()?
+                .find_next_occurrence(&after, false)
+                .ok(),
+        }
+    }
+}
+
+/// How authsync reads cron expressions: 6 fields with seconds, UTC.
+pub fn cron_parser() -> croner::parser::CronParser {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+}
+
 /// What to do with values edited on the portal (or anything else that differs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]

@@ -2,7 +2,7 @@
 //! (see "HTTP endpoints" in the product contract).
 //!
 //! The server only observes and nudges the daemon: it reads flags the daemon sets
-//! ([`ServerState::ready`], [`ServerState::alive`]) and drops [`TriggerRequest`]s into
+//! ([`ServerState::ready`], [`ServerState::liveness`]) and drops [`TriggerRequest`]s into
 //! the daemon's bounded trigger channel. It never runs a sync itself, so a flood of
 //! requests cannot multiply the load on portals or secret stores.
 //!
@@ -92,9 +92,9 @@ pub const METRICS_WAIT: Duration = Duration::from_secs(2);
 pub struct ServerState {
     /// Set by the daemon after the first cycle; `/readyz` answers 503 until then.
     pub ready: Arc<AtomicBool>,
-    /// Cleared if the scheduler died; `/healthz` then answers 503 so the supervisor
-    /// restarts the process.
-    pub alive: Arc<AtomicBool>,
+    /// The main loop's heartbeat: when it stops (a wedged loop), `/healthz` answers 503
+    /// so the supervisor restarts the process.
+    pub liveness: Arc<crate::liveness::Liveness>,
     /// Swapped on config reload; `None` → `/trigger` answers 404.
     pub trigger_token: Arc<RwLock<Option<SecretString>>>,
     /// The daemon's (bounded) trigger channel. When it is full a cycle is already
@@ -119,7 +119,8 @@ impl ServerState {
     ) -> Self {
         ServerState {
             ready: Arc::new(AtomicBool::new(false)),
-            alive: Arc::new(AtomicBool::new(true)),
+            // Replaced by the daemon with one sized from the schedule.
+            liveness: Arc::new(crate::liveness::Liveness::new(Duration::from_secs(3600))),
             trigger_token: Arc::new(RwLock::new(trigger_token)),
             triggers,
             trigger_overflow: Arc::new(AtomicBool::new(false)),

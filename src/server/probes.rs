@@ -51,10 +51,13 @@ fn busy() -> Response {
 }
 
 pub(super) async fn get_healthz(State(state): State<ServerState>) -> (StatusCode, &'static str) {
-    if state.alive.load(Ordering::Acquire) {
+    if state.liveness.is_alive() {
         (StatusCode::OK, "ok")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "scheduler stopped")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the main loop made no progress for longer than cycle_timeout plus one interval",
+        )
     }
 }
 
@@ -92,7 +95,9 @@ mod tests {
         let r = h.client.get(h.url("/healthz")).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.text().await.unwrap(), "ok");
-        h.state.alive.store(false, Ordering::Release);
+        // A loop that stopped beating: silent beyond its limit.
+        h.state.liveness.set_limit(Duration::ZERO);
+        tokio::time::sleep(Duration::from_millis(5)).await;
         let r = h.client.get(h.url("/healthz")).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         h.stop().await;

@@ -270,7 +270,7 @@ impl Engine {
             staged: self.config.sync.waves() > 1,
         };
         if opts.mode == Mode::Apply {
-            if filter.portals.is_empty() && filter.services.is_empty() {
+            if filter.is_everything() {
                 self.forget_unmapped(state);
             }
             state.last_cycle = Some(CycleRecord {

@@ -667,6 +667,7 @@ async fn filters_limit_the_cycle_to_the_chosen_targets() {
     let filter = Filter {
         portals: vec!["b".into()],
         services: vec!["google".into()],
+        only: None,
     };
     let r = w
         .engine
