@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::cli::{Cli, Command, Selection};
-use crate::config::{self, Config, ConfigError, PortalAuth, SourceConfig, VaultAuth};
+use crate::config::{self, Config, ConfigError, PortalAuth};
 use crate::mapping::{self, Filter};
 use crate::secret::{ExposeSecret, SecretSetting};
 use crate::state::State;
@@ -143,19 +143,8 @@ fn secret_settings(config: &Config) -> Vec<(String, &SecretSetting)> {
         out.push(("[server] trigger_token".to_string(), t));
     }
     for (name, s) in &config.sources {
-        if let SourceConfig::Vault(v) = s {
-            match &v.auth {
-                VaultAuth::Token { token } => {
-                    out.push((format!("[sources.{name}] auth.token"), token))
-                }
-                VaultAuth::Approle {
-                    role_id, secret_id, ..
-                } => {
-                    out.push((format!("[sources.{name}] auth.role_id"), role_id));
-                    out.push((format!("[sources.{name}] auth.secret_id"), secret_id));
-                }
-                VaultAuth::Kubernetes { .. } => {}
-            }
+        for (key, setting) in s.secret_settings() {
+            out.push((format!("[sources.{name}] {key}"), setting));
         }
     }
     for (name, p) in &config.portals {

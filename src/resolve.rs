@@ -206,7 +206,7 @@ fn assemble(t: &Target, results: &HashMap<Key, Result<Arc<Secret>, Failure>>) ->
     let mut values = BTreeMap::new();
     let mut problems = Vec::new();
     let mut versions: Vec<(String, Box<str>)> = Vec::new();
-    let created: Vec<(Box<str>, std::time::SystemTime)> = Vec::new();
+    let mut created: Vec<(Box<str>, std::time::SystemTime)> = Vec::new();
     for (prop, r) in &t.props {
         match r {
             PropRef::Literal(v) => {
@@ -221,6 +221,9 @@ fn assemble(t: &Target, results: &HashMap<Key, Result<Arc<Secret>, Failure>>) ->
                 Some(Ok(secret)) => {
                     if let Some(v) = &secret.version {
                         versions.push((format!("{}:{}", s.source, s.path), v.as_str().into()));
+                    }
+                    if let Some(at) = secret.created {
+                        created.push((format!("{}:{}", s.source, s.path).into(), at));
                     }
                     match secret.value(s.key.as_deref()) {
                         Ok(v) => {

@@ -156,6 +156,72 @@ fn several_errors_are_reported_in_one_run() {
     assert!(positions.windows(2).all(|w| w[0] <= w[1]), "{stderr}");
 }
 
+#[test]
+fn plain_http_is_accepted_for_loopback_and_where_allowed() {
+    // The corpus (68–70) has the refusals; here every plain-http endpoint is either on
+    // this machine or explicitly allowed, so `check` passes.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("insecure-ok.toml");
+    std::fs::write(
+        &config,
+        r#"
+[sync]
+state_file = "/tmp/authsync-corpus/state.json"
+
+[sources.vault]
+kind = "vault"
+address = "http://vault.internal:8200"
+allow_insecure_http = true
+
+[sources.local]
+kind = "vault"
+address = "http://127.0.0.1:8200"
+
+[sources.aws]
+kind = "aws"
+region = "eu-west-1"
+endpoint_url = "http://10.1.2.3:4566"
+allow_insecure_http = true
+
+[sources.moto]
+kind = "aws"
+region = "eu-west-1"
+endpoint_url = "http://localhost:4566"
+
+[portals.lab]
+url = "http://docs.lab.internal"
+api_key = { env = "LAB_KEY" }
+allow_insecure_http = true
+
+[portals.local]
+url = "http://[::1]:8085"
+api_key = { env = "LOCAL_KEY" }
+
+[[map]]
+service = "google"
+props.googleClientId = "vault:secret/oauth/google#client_id"
+props.googleClientSecret = "local:secret/oauth/google#client_secret"
+
+[[map]]
+service = "s3"
+props.acesskey = "aws:docspace/backup-s3#access_key_id"
+props.secretaccesskey = "moto:docspace/backup-s3#secret_access_key"
+"#,
+    )
+    .expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_authsync"))
+        .arg("-c")
+        .arg(&config)
+        .arg("check")
+        .env_remove("RUST_LOG")
+        .env_remove("AUTHSYNC_CONFIG")
+        .output()
+        .expect("run the authsync binary");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
+}
+
 // ------------------------------------------------------------------------------------
 // Bad secret contents through real stores
 // ------------------------------------------------------------------------------------

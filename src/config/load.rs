@@ -16,13 +16,15 @@ use serde::Deserialize;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
+use super::checks::{insecure_http_host, Checks};
 use super::reference::{PropRef, SecretRef};
 use super::{
-    AwsSourceConfig, Config, FilesSourceConfig, Flavor, LogConfig, MapConfig, PortalAuth,
-    PortalConfig, ServerConfig, SourceConfig, SyncConfig, VaultSourceConfig,
+    Config, Flavor, LogConfig, MapConfig, PortalAuth, PortalConfig, ServerConfig, SourceConfig,
+    SyncConfig,
 };
 use crate::catalog;
 use crate::secret::{SecretSetting, SecretString};
+use crate::sources;
 
 /// How bad a [`Diagnostic`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +148,9 @@ struct RawPortal {
     ca_cert: Option<PathBuf>,
     #[serde(default)]
     flavor: Flavor,
+    // Last, so the "expected one of" list of an unknown field reads as it always did.
+    #[serde(default)]
+    allow_insecure_http: bool,
 }
 
 struct Cx<'a> {
@@ -208,8 +213,18 @@ impl<'a> Cx<'a> {
 
     /// Deserializes one value, recording its error (with the innermost span) on failure.
     fn de<T: DeserializeOwned>(&mut self, value: Spanned<DeValue<'_>>, what: &str) -> Option<T> {
+        self.de_with(value, what, |d| T::deserialize(d))
+    }
+
+    /// [`Cx::de`] through a given deserializing function.
+    fn de_with<T>(
+        &mut self,
+        value: Spanned<DeValue<'_>>,
+        what: &str,
+        parse: impl FnOnce(ValueDeserializer<'_>) -> Result<T, toml::de::Error>,
+    ) -> Option<T> {
         let span = value.span();
-        match T::deserialize(ValueDeserializer::from(value)) {
+        match parse(ValueDeserializer::from(value)) {
             Ok(v) => Some(v),
             Err(e) => {
                 let span = e.span().unwrap_or(span);
@@ -342,99 +357,63 @@ impl<'a> Cx<'a> {
         }
     }
 
+    /// One `[sources.NAME]` block: its kind from the registry, parsed and checked by the
+    /// store's own config type.
     fn source(
         &mut self,
         name: &Spanned<String>,
         entry: Spanned<DeValue<'_>>,
     ) -> Option<SourceConfig> {
         let what = format!("[sources.{}]", name.get_ref());
-        // Where `address` / `endpoint_url` are written, for the checks made after serde.
-        let url_span = match entry.get_ref() {
-            DeValue::Table(t) => ["address", "endpoint_url"]
-                .iter()
-                .find_map(|k| t.get(*k).map(|v| v.span())),
-            _ => None,
-        }
-        .unwrap_or_else(|| name.span());
-        let kind = match entry.get_ref() {
-            DeValue::Table(t) => t
-                .get("kind")
-                .map(|k| (k.get_ref().as_str().map(str::to_string), k.span())),
+        // Where each field's value is written, for the checks made after serde.
+        let (kind, field_spans): (_, HashMap<String, Range<usize>>) = match entry.get_ref() {
+            DeValue::Table(t) => (
+                t.get("kind")
+                    .map(|k| (k.get_ref().as_str().map(str::to_string), k.span())),
+                t.iter()
+                    .map(|(k, v)| (k.get_ref().to_string(), v.span()))
+                    .collect(),
+            ),
             _ => {
                 self.error(entry.span(), format!("{what} must be a table"));
                 return None;
             }
         };
-        match kind {
+        let (k, kind_span) = match kind {
             None => {
                 self.error(
                     name.span(),
-                    format!("{what} has no `kind`: set kind = \"vault\", \"aws\" or \"files\""),
+                    format!("{what} has no `kind`: set kind = {}", sources::kind_list()),
                 );
-                None
+                return None;
             }
-            Some((Some(k), _)) if k == "vault" => {
-                self.de::<VaultSourceConfig>(entry, &what).and_then(|v| {
-                    if let Some(version) = v.kv_version {
-                        if version != 1 && version != 2 {
-                            self.error(
-                                name.span(),
-                                format!("{what}: kv_version must be 1 or 2, not {version}"),
-                            );
-                            return None;
-                        }
-                    }
-                    let example = "https://vault.example.com:8200";
-                    if !self.http_url(&v.address, url_span.clone(), &what, "address", example) {
-                        return None;
-                    }
-                    Some(SourceConfig::Vault(v))
-                })
-            }
-            Some((Some(k), _)) if k == "aws" => {
-                self.de::<AwsSourceConfig>(entry, &what).and_then(|a| {
-                    if let Some(url) = &a.endpoint_url {
-                        let example = "http://127.0.0.1:4566";
-                        if !self.http_url(url, url_span.clone(), &what, "endpoint_url", example) {
-                            return None;
-                        }
-                    }
-                    Some(SourceConfig::Aws(a))
-                })
-            }
-            Some((Some(k), _)) if k == "files" => self
-                .de::<FilesSourceConfig>(entry, &what)
-                .map(SourceConfig::Files),
-            Some((k, span)) => {
-                let k = k.unwrap_or_default();
-                let hint = catalog::hint(&k, ["vault", "aws", "files"]);
-                self.error(span, format!("{what}: unknown kind `{k}`: expected \"vault\", \"aws\" or \"files\"{hint}"));
-                None
-            }
+            Some((k, span)) => (k.unwrap_or_default(), span),
+        };
+        let Some(store) = sources::kind(&k) else {
+            let hint = catalog::hint(&k, sources::KINDS.iter().map(|k| k.name));
+            self.error(
+                kind_span,
+                format!(
+                    "{what}: unknown kind `{k}`: expected {}{hint}",
+                    sources::kind_list()
+                ),
+            );
+            return None;
+        };
+        let config = self.de_with(entry, &what, |d| store.parse(d))?;
+        let mut checks = Checks::new(&what);
+        config.check(&mut checks);
+        let errors = checks.into_errors();
+        if errors.is_empty() {
+            return Some(config);
         }
-    }
-
-    /// A store address must be http(s) with a host: `vault.example.com:8200` parses as a
-    /// URL with the scheme `vault.example.com`, which no request can use.
-    fn http_url(
-        &mut self,
-        url: &url::Url,
-        span: Range<usize>,
-        what: &str,
-        field: &str,
-        example: &str,
-    ) -> bool {
-        if (url.scheme() == "https" || url.scheme() == "http") && url.host().is_some() {
-            return true;
+        for (field, message) in errors {
+            let span = field
+                .and_then(|f| field_spans.get(f).cloned())
+                .unwrap_or_else(|| name.span());
+            self.error(span, message);
         }
-        self.error(
-            span,
-            format!(
-                "{what}: {field} must be an http(s) URL with a host, e.g. \"{example}\" (got scheme `{}`)",
-                url.scheme()
-            ),
-        );
-        false
+        None
     }
 
     fn check_sync(&mut self, sync: &SyncConfig) {
@@ -534,7 +513,16 @@ impl<'a> Cx<'a> {
         for (name, p) in raw {
             let what = format!("[portals.{}]", name.get_ref());
             let url = match url::Url::parse(p.url.get_ref()) {
-                Ok(u) if u.scheme() == "https" || u.scheme() == "http" => u,
+                Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {
+                    if let Some(host) = insecure_http_host(&u, p.allow_insecure_http) {
+                        self.error(
+                            p.url.span(),
+                            format!("{what}: url uses plain http:// to {host}, which sends the API key or password and every pushed value in clear text; use https://, or set allow_insecure_http = true on this portal if the network is trusted"),
+                        );
+                        continue;
+                    }
+                    u
+                }
                 Ok(u) => {
                     self.error(
                         p.url.span(),
@@ -671,10 +659,8 @@ impl<'a> Cx<'a> {
                 match prop_ref(value.into_inner()) {
                     Ok(PropRef::Secret(r)) => {
                         if let Some(src) = sources.get(&r.source) {
-                            if matches!(src, SourceConfig::Files(_))
-                                && (r.path.contains("..") || r.path.starts_with('/'))
-                            {
-                                self.error(value_span.clone(), format!("`{r}`: a files path is a file name under the source's dir, without `..` or a leading `/`"));
+                            if let Err(why) = src.check_path(&r.path) {
+                                self.error(value_span.clone(), format!("`{r}`: {why}"));
                             }
                         } else if !self.declared_sources.contains(&r.source) {
                             let hint = catalog::hint(

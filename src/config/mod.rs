@@ -5,6 +5,7 @@
 //! for every problem, all reported at once) lives in [`load`]; prop references
 //! (`"vault:secret/oauth/google#client_id"`) in [`reference`].
 
+mod checks;
 mod load;
 pub mod reference;
 
@@ -14,8 +15,15 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use checks::{insecure_http_host, Checks};
 pub use load::{load, parse, ConfigError, Diagnostic, Loaded, Severity};
 pub use reference::{PropRef, SecretRef};
+// Each store's settings live with the store (`src/sources/<kind>/`); these names stay
+// here for the code that reached them through `config`.
+pub use crate::sources::aws::AwsSourceConfig;
+pub use crate::sources::files::FilesSourceConfig;
+pub use crate::sources::vault::{VaultAuth, VaultSourceConfig};
+pub use crate::sources::SourceConfig;
 
 use crate::secret::{SecretSetting, SecretString};
 
@@ -30,7 +38,9 @@ pub struct Config {
     pub sync: SyncConfig,
     pub server: ServerConfig,
     pub log: LogConfig,
-    /// Secret stores by name; prop references name them (`vault:…`).
+    /// Secret stores by name; prop references name them (`vault:…`). Each kind's
+    /// options are documented with the store: [`VaultSourceConfig`], [`AwsSourceConfig`],
+    /// [`FilesSourceConfig`].
     pub sources: BTreeMap<String, SourceConfig>,
     /// Target portals by name.
     pub portals: BTreeMap<String, PortalConfig>,
@@ -286,139 +296,6 @@ impl LogLevel {
     }
 }
 
-/// `[sources.NAME]`: a secret store. `kind` picks the store.
-#[derive(Debug, Clone)]
-pub enum SourceConfig {
-    Vault(VaultSourceConfig),
-    Aws(AwsSourceConfig),
-    Files(FilesSourceConfig),
-}
-
-impl SourceConfig {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SourceConfig::Vault(_) => "vault",
-            SourceConfig::Aws(_) => "aws",
-            SourceConfig::Files(_) => "files",
-        }
-    }
-}
-
-/// `kind = "vault"`: HashiCorp Vault or OpenBao, KV v1 or v2.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VaultSourceConfig {
-    #[serde(rename = "kind")]
-    _kind: String,
-    /// Server address, e.g. `https://vault.example.com:8200`.
-    pub address: url::Url,
-    /// Vault Enterprise / OpenBao namespace, sent on every request.
-    #[serde(default)]
-    pub namespace: Option<String>,
-    /// PEM file with the CA that signed the server's certificate (private CAs).
-    #[serde(default)]
-    pub ca_cert: Option<PathBuf>,
-    /// How to log in; default `{ method = "token", token = { env = "VAULT_TOKEN" } }`.
-    #[serde(default)]
-    pub auth: VaultAuth,
-    /// Revoke the token authsync got by logging in (AppRole, Kubernetes) when it exits,
-    /// so no live lease is left behind. Default true; configured tokens are never revoked.
-    #[serde(default = "default_true")]
-    pub revoke_on_shutdown: bool,
-    /// `1` or `2`; absent → detected per mount (`sys/internal/ui/mounts`, as `vault kv` does).
-    #[serde(default)]
-    pub kv_version: Option<u8>,
-    /// Per-request timeout.
-    #[serde(default = "default_source_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-}
-
-/// Vault authentication methods.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "method", rename_all = "lowercase", deny_unknown_fields)]
-pub enum VaultAuth {
-    /// A token (`VAULT_TOKEN`, a file, …).
-    Token { token: SecretSetting },
-    /// AppRole: `role_id` and `secret_id`, at `mount` (default `approle`).
-    Approle {
-        role_id: SecretSetting,
-        secret_id: SecretSetting,
-        #[serde(default = "default_approle_mount")]
-        mount: String,
-    },
-    /// Kubernetes service-account auth: `role` at `mount` (default `kubernetes`); the JWT
-    /// is re-read from `jwt_file` at every login (projected tokens rotate).
-    Kubernetes {
-        role: String,
-        #[serde(default = "default_k8s_mount")]
-        mount: String,
-        #[serde(default = "default_k8s_jwt")]
-        jwt_file: PathBuf,
-    },
-}
-
-impl Default for VaultAuth {
-    fn default() -> Self {
-        VaultAuth::Token {
-            token: SecretSetting::Env {
-                env: "VAULT_TOKEN".into(),
-            },
-        }
-    }
-}
-
-fn default_true() -> bool {
-    true
-}
-fn default_approle_mount() -> String {
-    "approle".into()
-}
-fn default_k8s_mount() -> String {
-    "kubernetes".into()
-}
-fn default_k8s_jwt() -> PathBuf {
-    PathBuf::from("/var/run/secrets/kubernetes.io/serviceaccount/token")
-}
-fn default_source_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-
-/// `kind = "aws"`: AWS Secrets Manager. Credentials come from the AWS default chain
-/// (env, profile, web identity / IRSA, ECS, IMDS).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AwsSourceConfig {
-    #[serde(rename = "kind")]
-    _kind: String,
-    /// Region; default from the chain (`AWS_REGION`, profile, IMDS).
-    #[serde(default)]
-    pub region: Option<String>,
-    /// Endpoint override (LocalStack, moto, VPC endpoints). `AWS_ENDPOINT_URL_SECRETS_MANAGER`
-    /// works too.
-    #[serde(default)]
-    pub endpoint_url: Option<url::Url>,
-    /// Assume this role (STS AssumeRole) on top of the chain's credentials.
-    #[serde(default)]
-    pub role_arn: Option<String>,
-    /// Profile from `~/.aws/config` to use instead of the default one.
-    #[serde(default)]
-    pub profile: Option<String>,
-    /// Per-request timeout.
-    #[serde(default = "default_source_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-}
-
-/// `kind = "files"`: a directory of files (a mounted Kubernetes Secret, systemd
-/// `LoadCredential=` credentials). A prop's PATH is a file name under `dir`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FilesSourceConfig {
-    #[serde(rename = "kind")]
-    _kind: String,
-    /// The directory. `$CREDENTIALS_DIRECTORY` is a good value under systemd.
-    pub dir: PathBuf,
-}
-
 /// How authsync authenticates to a portal.
 #[derive(Debug, Clone)]
 pub enum PortalAuth {
@@ -444,6 +321,11 @@ pub enum Flavor {
 }
 
 /// `[portals.NAME]`: a portal to keep in sync.
+///
+/// `allow_insecure_http = true` lets `url` be a plain `http://` URL to a host other than
+/// this machine (127.0.0.0/8, `::1`, `localhost` are always allowed). Without it such a
+/// URL is a config error: the API key or password and every pushed value would cross
+/// the network in clear text. Default false.
 #[derive(Debug, Clone)]
 pub struct PortalConfig {
     /// Base URL, e.g. `https://docs.example.com`.

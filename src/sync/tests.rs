@@ -1,10 +1,8 @@
 //! The cycle's decisions, against in-memory sources and portals: no servers, each test
 //! a few milliseconds. The wire protocols are proven by the end-to-end tests in `tests/`.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
-
-use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::{CycleOptions, Engine, Mode};
 use crate::config::Config;
@@ -15,63 +13,14 @@ use crate::portal::fake::{Call, FakePortal};
 use crate::portal::{Portal, PortalError};
 use crate::report::{CycleReport, Outcome, Restore};
 use crate::resolve::Freshness;
-use crate::secret::SecretString;
-use crate::sources::{Content, Secret, Source, SourceError, Sources};
+use crate::sources::fake::FakeSource;
+use crate::sources::{Source, Sources};
 use crate::state::{LastResult, State};
-
-/// path → (version, fields).
-type Secrets = HashMap<String, (u64, BTreeMap<String, String>)>;
-
-/// A store of named secrets with fields, versioned.
-#[derive(Default)]
-struct Store {
-    secrets: Mutex<Secrets>,
-}
-
-impl Store {
-    fn put(&self, path: &str, fields: &[(&str, &str)]) {
-        let mut s = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
-        let version = s.get(path).map_or(1, |(v, _)| v + 1);
-        s.insert(
-            path.to_string(),
-            (
-                version,
-                fields
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            ),
-        );
-    }
-}
-
-#[async_trait]
-impl Source for Store {
-    fn kind(&self) -> &'static str {
-        "fake"
-    }
-    async fn read(&self, path: &str) -> Result<Secret, SourceError> {
-        let s = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
-        let (version, fields) = s.get(path).ok_or(SourceError::NotFound)?;
-        Ok(Secret {
-            version: Some(version.to_string()),
-            content: Content::Fields(
-                fields
-                    .iter()
-                    .map(|(k, v)| (k.clone(), SecretString::from(v.clone())))
-                    .collect(),
-            ),
-        })
-    }
-    async fn authenticate(&self) -> Result<(), SourceError> {
-        Ok(())
-    }
-}
 
 /// An engine over `portals` fakes and one store `kv`, with `extra` config lines.
 struct World {
     engine: Engine,
-    store: Arc<Store>,
+    store: Arc<FakeSource>,
     portals: BTreeMap<String, FakePortal>,
     state: State,
 }
@@ -115,13 +64,12 @@ impl World {
     fn with(portals: BTreeMap<String, FakePortal>, sync: &str, maps: &str) -> World {
         let names: Vec<&str> = portals.keys().map(String::as_str).collect();
         let config = Arc::new(config(&names, sync, maps));
-        let store = Arc::new(Store::default());
+        let store = Arc::new(FakeSource::new("fake"));
         store.put("oauth/google", &[("id", "ID-1"), ("secret", "SECRET-1")]);
         for n in &names {
             store.put(&format!("tg/{n}"), &[("token", &format!("TG-{n}-1"))]);
         }
-        let mut sources = Sources::default();
-        sources.insert("kv", store.clone());
+        let sources = Sources::from_iter([("kv", store.clone() as Arc<dyn Source>)]);
         let clients: BTreeMap<String, Arc<dyn Portal>> = portals
             .iter()
             .map(|(n, p)| (n.clone(), Arc::new(p.clone()) as Arc<dyn Portal>))
@@ -220,11 +168,7 @@ async fn a_missing_secret_skips_only_its_service_and_sends_nothing_for_it() {
     let mut w = World::new(&["a"], "", MAPS);
     w.portal("a")
         .set_value("telegram", "telegramBotToken", "KEEP");
-    w.store
-        .secrets
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove("tg/a");
+    w.store.remove("tg/a");
     let r = w.sync().await;
     assert!(
         matches!(outcome(&r, "a", "telegram"), Outcome::Skipped(p) if p[0].kind == FailureKind::SecretNotFound)

@@ -5,22 +5,26 @@
 //! or ARN; `#KEY` selects a field of a JSON SecretString. A SecretBinary is used when it
 //! is UTF-8 text and refused otherwise, since portal props are text.
 
+mod config;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::primitives::DateTime;
 use aws_sdk_secretsmanager::Client;
 
 use aws_sdk_secretsmanager::types::Filter;
 use aws_sdk_secretsmanager::types::FilterNameStringType;
 
-use super::{metrics, Content, Secret, Source, SourceError};
-use crate::config::AwsSourceConfig;
+pub use config::AwsSourceConfig;
+
+use super::{metrics, Content, Secret, Source, SourceError, Version};
 use crate::secret::SecretString;
 
 /// An AWS Secrets Manager endpoint.
@@ -99,58 +103,61 @@ impl Source for AwsSource {
         let out = out?;
         to_secret(
             out.version_id(),
+            out.created_date(),
             out.secret_string(),
             out.secret_binary().map(|b| b.as_ref()),
         )
     }
 
     /// Versions from ListSecrets (`SecretVersionsToStages`, the AWSCURRENT one), filtered
-    /// by name prefixes so the listing stays close to what is referenced. ListSecrets is
-    /// eventually consistent: callers read values on first cycles and triggers anyway.
-    async fn versions(
+    /// by the referenced names themselves: one listing per 10 names (the most a name
+    /// filter takes), so only what is referenced is listed, never the whole account.
+    /// ARNs are not names: they get no version here and are read. ListSecrets has no
+    /// version dates and is eventually consistent: callers read values on first cycles
+    /// and triggers anyway.
+    async fn version_info(
         &self,
         paths: &[String],
-    ) -> HashMap<String, Result<Option<String>, SourceError>> {
-        let mut out: HashMap<String, Result<Option<String>, SourceError>> =
+    ) -> HashMap<String, Result<Option<Version>, SourceError>> {
+        let mut out: HashMap<String, Result<Option<Version>, SourceError>> =
             paths.iter().map(|p| (p.clone(), Ok(None))).collect();
-        let names: Vec<&str> = paths
-            .iter()
-            .map(String::as_str)
-            .filter(|p| !p.starts_with("arn:"))
-            .collect();
-        let prefixes = name_prefixes(&names, FILTER_VALUES);
-        let mut req = self.client.list_secrets().max_results(LIST_PAGE);
-        if !prefixes.is_empty() {
-            req = req.filters(
-                Filter::builder()
-                    .key(FilterNameStringType::Name)
-                    .set_values(Some(prefixes))
-                    .build(),
-            );
-        }
-        let mut pages = req.into_paginator().send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(map_error);
-            metrics::source_request(&self.name, "ListSecrets", &page);
-            let page = match page {
-                Ok(p) => p,
-                Err(e) => {
-                    let msg = e.to_string();
-                    for v in out.values_mut() {
-                        *v = Err(SourceError::Unavailable(msg.clone()));
+        for chunk in name_filters(paths, FILTER_VALUES) {
+            let filter = Filter::builder()
+                .key(FilterNameStringType::Name)
+                .set_values(Some(chunk.clone()))
+                .build();
+            let mut pages = self
+                .client
+                .list_secrets()
+                .max_results(LIST_PAGE)
+                .filters(filter)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(map_error);
+                metrics::source_request(&self.name, "ListSecrets", &page);
+                let page = match page {
+                    Ok(p) => p,
+                    Err(e) => {
+                        // The names this listing was for; other chunks keep their answers.
+                        for (path, slot) in out.iter_mut() {
+                            if chunk.iter().any(|c| path.starts_with(c.as_str())) {
+                                *slot = Err(e.clone());
+                            }
+                        }
+                        break;
                     }
-                    return out;
-                }
-            };
-            for entry in page.secret_list() {
-                let current = entry.secret_versions_to_stages().and_then(|m| {
-                    m.iter()
-                        .find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT"))
-                        .map(|(v, _)| v.clone())
-                });
-                for id in [entry.name(), entry.arn()].into_iter().flatten() {
-                    if let Some(slot) = out.get_mut(id) {
-                        *slot = Ok(current.clone());
+                };
+                for entry in page.secret_list() {
+                    let current = entry.secret_versions_to_stages().and_then(|m| {
+                        m.iter()
+                            .find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT"))
+                            .map(|(v, _)| v.clone())
+                    });
+                    for id in [entry.name(), entry.arn()].into_iter().flatten() {
+                        if let Some(slot) = out.get_mut(id) {
+                            *slot = Ok(current.clone().map(|id| Version { id, created: None }));
+                        }
                     }
                 }
             }
@@ -198,9 +205,8 @@ impl Source for AwsSource {
                     continue;
                 }
                 Err(e) => {
-                    let msg = e.to_string();
                     for p in chunk {
-                        out.insert(p.clone(), Err(SourceError::Unavailable(msg.clone())));
+                        out.insert(p.clone(), Err(e.clone()));
                     }
                     continue;
                 }
@@ -208,6 +214,7 @@ impl Source for AwsSource {
             for v in resp.secret_values() {
                 let secret = to_secret(
                     v.version_id(),
+                    v.created_date(),
                     v.secret_string(),
                     v.secret_binary().map(|b| b.as_ref()),
                 );
@@ -257,6 +264,7 @@ impl Source for AwsSource {
 /// A secret from a GetSecretValue / BatchGetSecretValue entry.
 fn to_secret(
     version: Option<&str>,
+    created: Option<&DateTime>,
     text: Option<&str>,
     binary: Option<&[u8]>,
 ) -> Result<Secret, SourceError> {
@@ -276,52 +284,29 @@ fn to_secret(
     };
     Ok(Secret {
         version: version.map(str::to_string),
+        created: created.and_then(|d| SystemTime::try_from(*d).ok()),
         content: Content::Text(text),
     })
 }
 
-/// At most `max` name prefixes covering every name (ListSecrets' name filter is a
-/// case-sensitive prefix match with at most 10 values). Adjacent names are merged into
-/// their longest common prefix until few enough remain; an empty result means "no filter".
-fn name_prefixes(names: &[&str], max: usize) -> Vec<String> {
-    let mut set: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    set.sort();
-    set.dedup();
-    loop {
-        // Drop entries covered by a shorter prefix.
-        let mut kept: Vec<String> = Vec::new();
-        for n in set {
-            if !kept.last().is_some_and(|k| n.starts_with(k.as_str())) {
-                kept.push(n);
-            }
+/// The secret names among `paths` (ARNs are not names), without duplicates and without
+/// names another one already covers (the filter is a prefix match), in chunks of at
+/// most `max` (a name filter's limit). No names, no chunk: nothing is listed.
+fn name_filters(paths: &[String], max: usize) -> Vec<Vec<String>> {
+    let mut names: Vec<&str> = paths
+        .iter()
+        .map(String::as_str)
+        .filter(|p| !p.starts_with("arn:"))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut kept: Vec<String> = Vec::new();
+    for n in names {
+        if !kept.last().is_some_and(|k| n.starts_with(k.as_str())) {
+            kept.push(n.to_string());
         }
-        set = kept;
-        if set.len() <= max {
-            return set;
-        }
-        // Merge the adjacent pair sharing the longest prefix.
-        let (best, len) = set
-            .windows(2)
-            .enumerate()
-            .map(|(i, w)| (i, common_prefix(&w[0], &w[1])))
-            .max_by_key(|(_, l)| *l)
-            .unwrap_or((0, 0));
-        if len == 0 {
-            return Vec::new();
-        }
-        let merged = set[best][..len].to_string();
-        set.splice(best..best + 2, [merged]);
     }
-}
-
-/// Byte length of the longest common prefix (on a char boundary).
-fn common_prefix(a: &str, b: &str) -> usize {
-    a.char_indices()
-        .zip(b.chars())
-        .take_while(|((_, x), y)| x == y)
-        .map(|((i, c), _)| i + c.len_utf8())
-        .last()
-        .unwrap_or(0)
+    kept.chunks(max.max(1)).map(<[String]>::to_vec).collect()
 }
 
 /// Maps an SDK error to ours: the AWS error code and message for service errors, the
@@ -384,26 +369,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn prefixes_cover_every_name_within_the_limit() {
-        let names: Vec<String> = (0..35)
-            .map(|i| format!("docspace/portal{i:02}/keys"))
-            .chain(["other/x".to_string()])
-            .collect();
-        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let p = name_prefixes(&refs, 10);
-        assert!(p.len() <= 10, "{p:?}");
-        assert!(
-            refs.iter()
-                .all(|n| p.iter().any(|pre| n.starts_with(pre.as_str()))),
-            "{p:?}"
-        );
+    fn name_filters_list_only_the_referenced_names_ten_at_a_time() {
+        let mut paths: Vec<String> = (0..25).map(|i| format!("app{i:02}-key")).collect();
+        paths.push("arn:aws:secretsmanager:us-east-1:1:secret:x".into());
+        paths.push("app03-key".into());
+        let chunks = name_filters(&paths, 10);
+        assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), [10, 10, 5]);
+        assert!(chunks.iter().flatten().all(|n| !n.starts_with("arn:")));
+        // A name covered by a shorter one (prefix match) is not listed twice.
+        let covered = name_filters(&["a/b".into(), "a/bc".into(), "z".into()], 10);
+        assert_eq!(covered, vec![vec!["a/b".to_string(), "z".to_string()]]);
+        assert!(name_filters(&["arn:aws:x".into()], 10).is_empty());
+    }
+
+    #[test]
+    fn created_dates_become_system_times() {
+        let d = DateTime::from_secs(1_700_000_000);
+        let s = to_secret(Some("v1"), Some(&d), Some("x"), None)
+            .ok()
+            .and_then(|s| s.created);
         assert_eq!(
-            name_prefixes(&["a/b", "a/c"], 10),
-            vec!["a/b".to_string(), "a/c".to_string()]
-        );
-        assert!(
-            name_prefixes(&["x1", "y1", "z1"], 2).is_empty(),
-            "no common prefix → no filter"
+            s,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000))
         );
     }
 }
