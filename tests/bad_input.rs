@@ -400,7 +400,7 @@ async fn bad_secret_contents_skip_only_their_service_and_never_leak() {
         Bad {
             service: "googlecloud",
             prop: "json",
-            error: "the portal accepts at most 4000",
+            error: "this portal accepts at most 4000",
         },
         Bad {
             service: "microsoft",
@@ -410,7 +410,7 @@ async fn bad_secret_contents_skip_only_their_service_and_never_leak() {
         Bad {
             service: "zoom",
             prop: "zoomClientSecret",
-            error: "the portal accepts at most 4000",
+            error: "this portal accepts at most 4000",
         },
         // KV data holds JSON; a null field is no value: reported as a missing key.
         Bad {
@@ -441,7 +441,7 @@ async fn bad_secret_contents_skip_only_their_service_and_never_leak() {
         Bad {
             service: "twilio",
             prop: "twilioAuthToken",
-            error: "the portal accepts at most 4000",
+            error: "this portal accepts at most 4000",
         },
     ];
     let mut maps = format!(

@@ -961,14 +961,24 @@ async fn portal_error_messages_that_echo_the_request_are_scrubbed_whole() {
     let run = one_shot(&w, &cfg, &["--log-level", "debug", "sync"], &[]).await;
     assert_eq!(run.code, 1, "{}", run.output());
     assert_eq!(
-        run.stdout.matches("google FAILED: 400 Bad Request").count(),
+        run.stdout
+            .matches("google REFUSED by the portal: 400 Bad Request")
+            .count(),
         2,
         "{}",
         run.output()
     );
     assert!(run.stdout.contains("**REDACTED**"), "{}", run.output());
-    assert_eq!(echo.hits(), 2, "GET, POST; a 400 is not retried");
-    assert_eq!(in_envelope.hits(), 2, "GET, POST; not retried");
+    assert_eq!(
+        echo.hits(),
+        3,
+        "GET, POST, read-back GET; a 400 is not retried"
+    );
+    assert_eq!(
+        in_envelope.hits(),
+        3,
+        "GET, POST, read-back GET; not retried"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -979,7 +989,8 @@ async fn bad_keys_is_one_incident_not_a_post_every_cycle() {
         .await;
     let (text, listen) = daemon_config(&w, "interval = \"1s\"", STANDARD_MAPS);
     let d = start_daemon(&w, &text, &listen, "badkeys").await;
-    let incident = "INCIDENT: the portal rejected the keys and cleared the service";
+    let incident =
+        "INCIDENT: the portal refused the values; they are held until the source changes";
     d.wait_cycles(5.0, Duration::from_secs(25)).await;
 
     // The token stays bad for 5+ cycles: one POST, one incident, not one per cycle.
@@ -1006,12 +1017,21 @@ async fn bad_keys_is_one_incident_not_a_post_every_cycle() {
     );
     let state: serde_json::Value = serde_json::from_str(&state_text(&w)).expect("state JSON");
     assert_eq!(
-        state["portals"]["alpha"]["services"]["telegram"]["result"], "rejected",
+        state["portals"]["alpha"]["services"]["telegram"]["result"], "held",
         "{state}"
     );
-
-    // An explicit trigger tries once more (e.g. after the third party's outage).
+    // A plain trigger does not push held values again…
     assert_eq!(d.trigger(Some(TRIGGER_TOKEN), None).await, 202);
+    d.wait_cycles(d.cycles().await + 1.0, Duration::from_secs(10))
+        .await;
+    assert_eq!(posts_for(&w.alpha, "telegram"), 1, "{}", d.output());
+
+    // …one that asks for it tries once more (e.g. after the third party's outage).
+    assert_eq!(
+        d.trigger(Some(TRIGGER_TOKEN), Some(r#"{"retry_refused": true}"#))
+            .await,
+        202
+    );
     d.wait_for("the triggered retry", Duration::from_secs(10), || async {
         posts_for(&w.alpha, "telegram") == 2
     })

@@ -206,12 +206,11 @@ impl Engine {
             .rollout
             .active_halts(state, &desired_fps, opts.retry_refused);
         if opts.mode == Mode::Apply {
-            // Halts whose source changed (or that a retry lifts) are over.
+            // Halts whose source changed (or that a retry lifts) are over; the others
+            // are exported (also right after a restart).
             state.halts.retain(|service, _| {
                 let keep = halts.contains_key(service);
-                if !keep {
-                    crate::metrics::metrics().rollout_halted(service, false);
-                }
+                crate::metrics::metrics().rollout_halted(service, keep);
                 keep
             });
         }

@@ -106,6 +106,18 @@ impl Ctx<'_> {
             Ok(l) => l,
             Err(e) => {
                 let failure = e.failure();
+                // What the portal holds is unknown now (it may come back empty, restored
+                // from a backup): nothing stays confirmed, even what `drift = "ignore"`
+                // did not need to ask about.
+                for s in &mut report.services {
+                    if matches!(s.outcome, Outcome::InSync) {
+                        s.outcome = Outcome::Failed {
+                            changes: vec![],
+                            failure: failure.clone(),
+                            sent: false,
+                        };
+                    }
+                }
                 for p in &to_check {
                     report.services.push(unreached(p, &failure));
                 }

@@ -131,6 +131,16 @@ impl World {
         let beta = PortalDouble::start(beta)
             .await
             .expect("start portal double beta");
+        Self::from_parts(bao, moto, alpha, beta).await
+    }
+
+    /// A world from servers and doubles already started; seeds the standard secrets.
+    pub async fn from_parts(
+        bao: OpenBao,
+        moto: Moto,
+        alpha: PortalDouble,
+        beta: PortalDouble,
+    ) -> World {
         bao.kv2_put(
             "secret",
             "oauth/google",
