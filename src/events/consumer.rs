@@ -506,6 +506,63 @@ mod tests {
     }
 
     #[test]
+    fn referenced_paths_expand_portals_per_source() {
+        let text = r#"
+[sources.aws]
+kind = "aws"
+region = "eu-west-1"
+
+[sources.aws2]
+kind = "aws"
+
+[sources.vault]
+kind = "vault"
+address = "http://127.0.0.1:8200"
+
+[portals.alpha]
+url = "http://127.0.0.1:1"
+api_key = "sk-a"
+
+[portals.beta]
+url = "http://127.0.0.1:2"
+api_key = "sk-b"
+
+[[map]]
+service = "s3"
+portals = ["alpha"]
+props.acesskey = "aws:docspace/backup-s3#access_key_id"
+props.secretaccesskey = "aws:docspace/backup-s3#secret_access_key"
+
+[[map]]
+service = "telegram"
+props.telegramBotToken = "aws:portals/{portal}/telegram#token"
+props.telegramBotName = { value = "bot" }
+
+[[map]]
+service = "google"
+props.googleClientId = "vault:secret/oauth/google#client_id"
+props.googleClientSecret = { source = "aws2", path = "arn:aws:secretsmanager:eu-west-1:1:secret:g-AbCdEf", key = "s" }
+"#;
+        let config = match crate::config::parse(text, std::path::Path::new("t.toml")) {
+            Ok(loaded) => loaded.config,
+            Err(e) => panic!("{e}"),
+        };
+        let aws: Vec<String> = referenced_paths(&config, "aws").into_iter().collect();
+        assert_eq!(
+            aws,
+            [
+                "docspace/backup-s3",
+                "portals/alpha/telegram",
+                "portals/beta/telegram"
+            ]
+        );
+        let aws2: Vec<String> = referenced_paths(&config, "aws2").into_iter().collect();
+        assert_eq!(aws2, ["arn:aws:secretsmanager:eu-west-1:1:secret:g-AbCdEf"]);
+        assert_eq!(referenced_paths(&config, "vault").len(), 1);
+        assert!(referenced_paths(&config, "nope").is_empty());
+    }
+
+    #[test]
     fn backoff_doubles_to_a_minute_with_jitter_and_resets() {
         let mut b = Backoff::default();
         let mut steps = Vec::new();
