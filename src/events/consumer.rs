@@ -170,7 +170,7 @@ impl EventConsumer {
                         tracing::error!(
                             source,
                             queue,
-                            error = %DisplayErrorContext(&e),
+                            error = %detail(&e),
                             retry_in = ?delay,
                             "cannot receive rotation events: {}; polling on the schedule \
                              still works, and receiving is retried with backoff",
@@ -178,7 +178,13 @@ impl EventConsumer {
                         );
                         failing = Some(problem);
                     } else {
-                        tracing::debug!(source, queue, error = %DisplayErrorContext(&e), retry_in = ?delay, "receive failed again");
+                        tracing::debug!(
+                            source,
+                            queue,
+                            error = %detail(&e),
+                            retry_in = ?delay,
+                            "receive failed again"
+                        );
                     }
                     tokio::select! {
                         biased;
@@ -281,7 +287,7 @@ impl EventConsumer {
                     tracing::warn!(
                         source,
                         queue,
-                        error = %DisplayErrorContext(&e),
+                        error = %detail(&e),
                         "could not delete handled messages ({}); they will be received again \
                          after the visibility timeout",
                         Problem::of(&e).advice()
@@ -357,6 +363,23 @@ fn triage(source: &str, paths: &BTreeSet<String>, messages: &[Message]) -> Triag
         }
     }
     t
+}
+
+/// An SQS failure in one line: the service's error code, HTTP status and message, or the
+/// transport error's chain.
+fn detail<E>(e: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match e {
+        SdkError::ServiceError(se) => format!(
+            "{} (HTTP {}): {}",
+            se.err().code().unwrap_or("unknown error"),
+            se.raw().status().as_u16(),
+            se.err().message().unwrap_or("no message")
+        ),
+        other => DisplayErrorContext(other).to_string(),
+    }
 }
 
 /// Why SQS calls fail, by what the operator should check.
