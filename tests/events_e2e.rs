@@ -234,17 +234,17 @@ impl Harness {
     }
 
     /// Starts the consumer for `paths`, long-polling `wait` seconds, through the proxy.
-    async fn start(&mut self, paths: &[&str], wait: u64) {
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_credential_types::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            .load()
-            .await;
+    /// The consumer's config: this queue, through the proxy.
+    fn config(&self, wait: u64) -> EventsConfig {
         let mut cfg = EventsConfig::new(self.queue.parse().unwrap());
         cfg.endpoint_url = Some(self.proxy.url().parse().unwrap());
         cfg.wait_time = Duration::from_secs(wait);
+        cfg
+    }
+
+    async fn start(&mut self, paths: &[&str], wait: u64) {
+        let sdk = sdk().await;
+        let cfg = self.config(wait);
         let paths: BTreeSet<String> = paths.iter().map(|p| p.to_string()).collect();
         self.task = Some(events::spawn(
             self.source.clone(),
@@ -293,6 +293,17 @@ impl Harness {
     }
 }
 
+/// SDK settings as the daemon builds them for a source: region and credentials.
+async fn sdk() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .load()
+        .await
+}
+
 fn set(paths: &[&str]) -> BTreeSet<String> {
     paths.iter().map(|p| p.to_string()).collect()
 }
@@ -305,10 +316,9 @@ fn set(paths: &[&str]) -> BTreeSet<String> {
 async fn a_matching_event_becomes_one_batch_and_is_deleted_only_after_done() {
     let mut h = Harness::new("ev-match", &[("VisibilityTimeout", "30")]).await;
     let moto = moto();
-    let arn = moto
-        .create_secret("ev-match/backup-s3", PLANTED[0])
+    let arn = moto.create_secret("ev-match/backup-s3", PLANTED[0]).await;
+    moto.put_secret_value("ev-match/backup-s3", PLANTED[0])
         .await;
-    moto.put_secret_value("ev-match/backup-s3", PLANTED[0]).await;
     h.start(&["ev-match/backup-s3", "ev-match/other"], 1).await;
     // Only the ARN (with moto's random suffix) names the secret in this event.
     h.send(&api_call(
@@ -330,7 +340,10 @@ async fn a_matching_event_becomes_one_batch_and_is_deleted_only_after_done() {
     batch.done.send(()).unwrap();
     h.wait_empty(Duration::from_secs(5)).await;
     assert_eq!(count("ev-match", "matched"), 1.0);
-    assert_eq!(count("ev-match", "unmapped") + count("ev-match", "malformed"), 0.0);
+    assert_eq!(
+        count("ev-match", "unmapped") + count("ev-match", "malformed"),
+        0.0
+    );
     h.stop().await;
     assert!(
         lines_of("ev-match")
@@ -350,8 +363,13 @@ async fn duplicates_in_one_receive_become_one_batch_with_one_path() {
     // rotation, all waiting before the consumer starts: one receive gets them all.
     h.send(&put_secret_value("ev-dups/oauth", None)).await;
     h.send(&put_secret_value(arn, Some(arn))).await;
-    h.send(&api_call("UpdateSecret", "ev-dups/oauth", None, "2026-12-01T10:00:02Z"))
-        .await;
+    h.send(&api_call(
+        "UpdateSecret",
+        "ev-dups/oauth",
+        None,
+        "2026-12-01T10:00:02Z",
+    ))
+    .await;
     h.send(
         &json!({
             "source": "aws.secretsmanager",
@@ -385,8 +403,13 @@ async fn unmapped_and_unrelated_events_are_deleted_and_counted_without_a_batch()
     let mut h = Harness::new("ev-unmapped", &[("VisibilityTimeout", "30")]).await;
     h.start(&["ev-unmapped/mine"], 1).await;
     h.send(&put_secret_value(PLANTED[3], None)).await;
-    h.send(&api_call("GetSecretValue", "ev-unmapped/mine", None, "2026-12-01T10:00:00Z"))
-        .await;
+    h.send(&api_call(
+        "GetSecretValue",
+        "ev-unmapped/mine",
+        None,
+        "2026-12-01T10:00:00Z",
+    ))
+    .await;
     wait_until("both messages counted", Duration::from_secs(10), || async {
         count("ev-unmapped", "unmapped") >= 2.0
     })
@@ -405,9 +428,11 @@ async fn a_malformed_body_is_deleted_counted_and_never_logged() {
     h.start(&["ev-malformed/mine"], 1).await;
     let garbage = format!("{{\"secretString\": \"{}\", \"source\": ", PLANTED[2]);
     h.send(&garbage).await;
-    wait_until("the malformed message counted", Duration::from_secs(10), || async {
-        count("ev-malformed", "malformed") >= 1.0
-    })
+    wait_until(
+        "the malformed message counted",
+        Duration::from_secs(10),
+        || async { count("ev-malformed", "malformed") >= 1.0 },
+    )
     .await;
     h.wait_empty(Duration::from_secs(5)).await;
     assert_eq!(count("ev-malformed", "malformed"), 1.0);
@@ -430,7 +455,8 @@ async fn a_malformed_body_is_deleted_counted_and_never_logged() {
 async fn an_sns_wrapped_event_works() {
     let mut h = Harness::new("ev-sns", &[]).await;
     h.start(&["ev-sns/telegram"], 1).await;
-    h.send(&sns(&put_secret_value("ev-sns/telegram", None))).await;
+    h.send(&sns(&put_secret_value("ev-sns/telegram", None)))
+        .await;
     let batch = h.next_batch(Duration::from_secs(10)).await;
     assert_eq!(batch.paths, set(&["ev-sns/telegram"]));
     batch.done.send(()).unwrap();
@@ -443,14 +469,24 @@ async fn an_sns_wrapped_event_works() {
 async fn an_older_event_after_a_newer_one_is_still_just_a_trigger() {
     let mut h = Harness::new("ev-order", &[]).await;
     h.start(&["ev-order/s3"], 1).await;
-    h.send(&api_call("PutSecretValue", "ev-order/s3", None, "2026-12-01T12:00:00Z"))
-        .await;
+    h.send(&api_call(
+        "PutSecretValue",
+        "ev-order/s3",
+        None,
+        "2026-12-01T12:00:00Z",
+    ))
+    .await;
     let newer = h.next_batch(Duration::from_secs(10)).await;
     newer.done.send(()).unwrap();
     h.wait_empty(Duration::from_secs(5)).await;
     // Delivered late, from an hour earlier: values are read fresh, so it triggers the same.
-    h.send(&api_call("PutSecretValue", "ev-order/s3", None, "2026-12-01T11:00:00Z"))
-        .await;
+    h.send(&api_call(
+        "PutSecretValue",
+        "ev-order/s3",
+        None,
+        "2026-12-01T11:00:00Z",
+    ))
+    .await;
     let older = h.next_batch(Duration::from_secs(10)).await;
     assert_eq!(older.paths, newer.paths);
     older.done.send(()).unwrap();
@@ -522,7 +558,12 @@ async fn a_deleted_queue_is_reported_once_backs_off_and_recovers_when_recreated(
         .into_iter()
         .filter(|l| l.contains("cannot receive rotation events"))
         .collect();
-    assert_eq!(errors.len(), 1, "one error per outage:\n{}", errors.join("\n"));
+    assert_eq!(
+        errors.len(),
+        1,
+        "one error per outage:\n{}",
+        errors.join("\n")
+    );
     let error = &errors[0];
     assert!(error.contains("ERROR"), "{error}");
     assert!(error.contains(&h.queue), "names the queue: {error}");
@@ -643,5 +684,26 @@ async fn a_quiet_queue_costs_only_long_poll_receives() {
         assert_eq!(r.body["QueueUrl"], h.queue.as_str(), "{:?}", r.body);
     }
     assert!(h.rx.try_recv().is_err());
-    assert_eq!(count("ev-quiet", "matched") + count("ev-quiet", "unmapped"), 0.0);
+    assert_eq!(
+        count("ev-quiet", "matched") + count("ev-quiet", "unmapped"),
+        0.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_queue_reports_counts_or_what_to_fix() {
+    let h = Harness::new("ev-check", &[]).await;
+    let sdk = sdk().await;
+    h.send(&put_secret_value("ev-check/s3", None)).await;
+    let status = events::check_queue(&sdk, &h.config(1)).await.unwrap();
+    assert_eq!((status.waiting, status.in_flight), (1, 0));
+    assert_eq!(h.proxy.count("GetQueueAttributes"), 1);
+
+    moto().delete_queue(&h.queue).await;
+    let err = events::check_queue(&sdk, &h.config(1)).await.unwrap_err();
+    assert!(err.contains(&h.queue), "{err}");
+    assert!(err.contains("the queue does not exist"), "{err}");
+    h.proxy.set_fault(Some(ProxyFault::Status(403)));
+    let err = events::check_queue(&sdk, &h.config(1)).await.unwrap_err();
+    assert!(err.contains("access denied"), "{err}");
 }

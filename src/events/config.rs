@@ -139,8 +139,14 @@ mod tests {
     fn queue_regions() {
         for (url, want) in [
             ("https://sqs.us-east-1.amazonaws.com/1/q", Some("us-east-1")),
-            ("https://sqs.cn-north-1.amazonaws.com.cn/1/q", Some("cn-north-1")),
-            ("https://eu-west-2.queue.amazonaws.com/1/q", Some("eu-west-2")),
+            (
+                "https://sqs.cn-north-1.amazonaws.com.cn/1/q",
+                Some("cn-north-1"),
+            ),
+            (
+                "https://eu-west-2.queue.amazonaws.com/1/q",
+                Some("eu-west-2"),
+            ),
             ("https://sqs.example.com/1/q", None),
             ("http://127.0.0.1:4566/1/q", None),
         ] {
@@ -153,16 +159,31 @@ mod tests {
     fn bad_values() {
         for (text, want) in [
             (r#"queue_url = "ftp://x/1/q""#, "https:// SQS queue URL"),
-            (r#"queue_url = "https://sqs.eu-west-1.amazonaws.com/""#, "no queue path"),
+            (
+                r#"queue_url = "https://sqs.eu-west-1.amazonaws.com/""#,
+                "no queue path",
+            ),
             (r#"queue_url = "not a url""#, "relative URL"),
-            (r#"queue_url = "https://h/1/q"
-                wait_time = "21s""#, "from 1s to 20s"),
-            (r#"queue_url = "https://h/1/q"
-                wait_time = "0s""#, "from 1s to 20s"),
-            (r#"queue_url = "https://h/1/q"
-                wait_time = "1500ms""#, "whole seconds"),
-            (r#"queue_url = "https://h/1/q"
-                queue = "x""#, "unknown field `queue`"),
+            (
+                r#"queue_url = "https://h/1/q"
+                wait_time = "21s""#,
+                "from 1s to 20s",
+            ),
+            (
+                r#"queue_url = "https://h/1/q"
+                wait_time = "0s""#,
+                "from 1s to 20s",
+            ),
+            (
+                r#"queue_url = "https://h/1/q"
+                wait_time = "1500ms""#,
+                "whole seconds",
+            ),
+            (
+                r#"queue_url = "https://h/1/q"
+                queue = "x""#,
+                "unknown field `queue`",
+            ),
             (r#"endpoint_url = "https://h""#, "missing field `queue_url`"),
         ] {
             let err = parse(text).unwrap_err();

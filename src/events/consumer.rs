@@ -93,30 +93,12 @@ impl EventConsumer {
         cfg: &EventsConfig,
         paths: BTreeSet<String>,
     ) -> EventConsumer {
-        let wait = cfg.wait_time;
-        // A long poll legitimately takes `wait`: the source's request timeouts (seconds)
-        // would cut every quiet poll short.
-        let attempt = wait + Duration::from_secs(10);
-        let timeouts = TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .read_timeout(attempt)
-            .operation_attempt_timeout(attempt)
-            .operation_timeout(attempt * 3)
-            .build();
-        let mut conf = aws_sdk_sqs::config::Builder::from(sdk).timeout_config(timeouts);
-        // SQS requests must go to the queue's region, which may not be the source's.
-        if let Some(region) = cfg.queue_region() {
-            conf = conf.region(Region::new(region));
-        }
-        if let Some(endpoint) = &cfg.endpoint_url {
-            conf = conf.endpoint_url(endpoint.as_str().trim_end_matches('/'));
-        }
         EventConsumer {
             source,
             queue_url: cfg.queue_url.to_string(),
-            wait,
+            wait: cfg.wait_time,
             paths,
-            client: Client::from_conf(conf.build()),
+            client: client(sdk, cfg),
         }
     }
 
@@ -150,12 +132,7 @@ impl EventConsumer {
                 Ok(out) => {
                     crate::metrics::metrics().source_request(source, "ReceiveMessage", "ok");
                     if failing.take().is_some() {
-                        tracing::info!(
-                            source,
-                            queue,
-                            failures,
-                            "receiving rotation events again"
-                        );
+                        tracing::info!(source, queue, failures, "receiving rotation events again");
                     }
                     failures = 0;
                     backoff.reset();
@@ -279,11 +256,7 @@ impl EventConsumer {
                     }
                 }
                 Err(e) => {
-                    crate::metrics::metrics().source_request(
-                        source,
-                        "DeleteMessageBatch",
-                        "error",
-                    );
+                    crate::metrics::metrics().source_request(source, "DeleteMessageBatch", "error");
                     tracing::warn!(
                         source,
                         queue,
@@ -296,6 +269,70 @@ impl EventConsumer {
             }
         }
     }
+}
+
+/// An SQS client for `cfg`'s queue over the source's SDK settings.
+fn client(sdk: &SdkConfig, cfg: &EventsConfig) -> Client {
+    let wait = cfg.wait_time;
+    // A long poll legitimately takes `wait`: the source's request timeouts (seconds)
+    // would cut every quiet poll short.
+    let attempt = wait + Duration::from_secs(10);
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .read_timeout(attempt)
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(attempt * 3)
+        .build();
+    let mut conf = aws_sdk_sqs::config::Builder::from(sdk).timeout_config(timeouts);
+    // SQS requests must go to the queue's region, which may not be the source's.
+    if let Some(region) = cfg.queue_region() {
+        conf = conf.region(Region::new(region));
+    }
+    if let Some(endpoint) = &cfg.endpoint_url {
+        conf = conf.endpoint_url(endpoint.as_str().trim_end_matches('/'));
+    }
+    Client::from_conf(conf.build())
+}
+
+/// What [`check_queue`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueStatus {
+    /// Messages waiting (`ApproximateNumberOfMessages`).
+    pub waiting: u64,
+    /// Messages received and not yet deleted (`ApproximateNumberOfMessagesNotVisible`).
+    pub in_flight: u64,
+}
+
+/// One GetQueueAttributes call on the queue, for `check --online` and status pages:
+/// proves the queue exists and the credentials may use it. The error says what to check
+/// (it names the queue, never a message).
+pub async fn check_queue(sdk: &SdkConfig, cfg: &EventsConfig) -> Result<QueueStatus, String> {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let out = client(sdk, cfg)
+        .get_queue_attributes()
+        .queue_url(cfg.queue_url.as_str())
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "events queue {}: {} ({})",
+                cfg.queue_url,
+                Problem::of(&e).advice(),
+                detail(&e)
+            )
+        })?;
+    let number = |name: QueueAttributeName| -> u64 {
+        out.attributes()
+            .and_then(|a| a.get(&name))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok(QueueStatus {
+        waiting: number(QueueAttributeName::ApproximateNumberOfMessages),
+        in_flight: number(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+    })
 }
 
 /// What one receive's messages ask for.
@@ -516,7 +553,11 @@ mod tests {
             message("m3", Some("h3"), &event("oauth/google")),
             message("m4", Some("h4"), &event("someone/else")),
             message("m5", Some("h5"), "{not json"),
-            message("m6", Some("h6"), r#"{"source":"aws.ec2","detail-type":"x","detail":{}}"#),
+            message(
+                "m6",
+                Some("h6"),
+                r#"{"source":"aws.ec2","detail-type":"x","detail":{}}"#,
+            ),
             message("m7", None, &event("oauth/google")),
         ];
         let t = triage(source, &paths, &messages);

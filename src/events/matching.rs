@@ -144,7 +144,11 @@ mod tests {
             ("docspace/backup", arn("docspace/backup-s3-AbCdEf"), false),
             ("docspace", arn("docspace/backup-s3-AbCdEf"), false),
             ("other", arn("docspace/backup-s3-AbCdEf"), false),
-            ("docspace/backup-s3-AbCdEf", arn("docspace/backup-s3-AbCdEf"), true),
+            (
+                "docspace/backup-s3-AbCdEf",
+                arn("docspace/backup-s3-AbCdEf"),
+                true,
+            ),
         ] {
             assert_eq!(same_secret(name, &event_arn), want, "{name} vs {event_arn}");
             assert_eq!(same_secret(&event_arn, name), want, "{event_arn} vs {name}");
@@ -196,7 +200,8 @@ mod tests {
             "nothing/here".to_string(),
         ];
         let got = matching_paths(&configured, &ids);
-        let want: BTreeSet<String> = [arn("oauth/google-Q1w2E3"), "docspace/backup-s3".into()].into();
+        let want: BTreeSet<String> =
+            [arn("oauth/google-Q1w2E3"), "docspace/backup-s3".into()].into();
         assert_eq!(got, want);
         assert!(matching_paths(&configured, &["nothing".to_string()]).is_empty());
         assert!(matching_paths(&BTreeSet::new(), &ids).is_empty());

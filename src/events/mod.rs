@@ -12,5 +12,5 @@ pub mod matching;
 pub mod parse;
 
 pub use config::EventsConfig;
-pub use consumer::{referenced_paths, spawn, EventBatch, EventConsumer};
+pub use consumer::{check_queue, referenced_paths, spawn, EventBatch, EventConsumer, QueueStatus};
 pub use parse::Parsed;

@@ -316,7 +316,10 @@ mod tests {
         let confirm = json!({"Type": "SubscriptionConfirmation", "Message": "You have chosen…"});
         assert_eq!(parse(&confirm.to_string()), Parsed::Unrelated);
         // Only one level is unwrapped: SNS does not nest notifications.
-        assert!(matches!(parse(&sns(&sns(PUT_SECRET_VALUE))), Parsed::Malformed(_)));
+        assert!(matches!(
+            parse(&sns(&sns(PUT_SECRET_VALUE))),
+            Parsed::Malformed(_)
+        ));
     }
 
     #[test]
@@ -399,7 +402,10 @@ mod tests {
                 json!({"eventName": "PutSecretValue", "requestParameters": {"secretId": "a"}}),
             ),
             // Another detail type of Secrets Manager.
-            envelope("AWS Secrets Manager Secret Label Updated", json!({"SecretId": "a"})),
+            envelope(
+                "AWS Secrets Manager Secret Label Updated",
+                json!({"SecretId": "a"}),
+            ),
             // A refused call changed nothing.
             envelope(
                 API_CALL,
@@ -460,7 +466,10 @@ mod tests {
             (String::new(), "is truncated JSON"),
             (truncated, "is truncated JSON"),
             (format!("{PLANT} garbage"), "is not valid JSON"),
-            (format!("{{\"a\": \"{PLANT}\"}} trailing"), "is not valid JSON"),
+            (
+                format!("{{\"a\": \"{PLANT}\"}} trailing"),
+                "is not valid JSON",
+            ),
             (format!("[\"{PLANT}\"]"), "not an object"),
             (format!("\"{PLANT}\""), "not an object"),
             (
@@ -477,7 +486,10 @@ mod tests {
                 "without a `detail.eventName`",
             ),
             (
-                envelope(API_CALL, json!({"eventName": "PutSecretValue", "requestParameters": {"secretString": PLANT}})),
+                envelope(
+                    API_CALL,
+                    json!({"eventName": "PutSecretValue", "requestParameters": {"secretString": PLANT}}),
+                ),
                 "a PutSecretValue event that names no secret",
             ),
             (
@@ -492,8 +504,14 @@ mod tests {
                 json!({"Type": "Notification", "Message": format!("[\"{PLANT}\"]")}).to_string(),
                 "JSON but not an object",
             ),
-            (format!("{}{PLANT}", "[".repeat(100_000)), "is not valid JSON"),
-            (format!("{}{PLANT}", " ".repeat(MAX_BODY)), "more than the 256 KiB"),
+            (
+                format!("{}{PLANT}", "[".repeat(100_000)),
+                "is not valid JSON",
+            ),
+            (
+                format!("{}{PLANT}", " ".repeat(MAX_BODY)),
+                "more than the 256 KiB",
+            ),
         ];
         for (body, want) in cases {
             let r = reason(parse(&body));

@@ -487,7 +487,10 @@ mod tests {
         assert_eq!(strip_service("secretsmanager.ListSecrets"), "ListSecrets");
         assert_eq!(strip_service("AmazonSQS.ReceiveMessage"), "ReceiveMessage");
         assert_eq!(strip_service("ListSecrets"), "ListSecrets");
-        assert_eq!(strip_service("POST /moto-api/reset"), "POST /moto-api/reset");
+        assert_eq!(
+            strip_service("POST /moto-api/reset"),
+            "POST /moto-api/reset"
+        );
         assert_eq!(strip_service("GET /a.json"), "GET /a.json");
     }
 

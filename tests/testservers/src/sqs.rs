@@ -113,7 +113,9 @@ impl Moto {
             resp["Attributes"][name]
                 .as_str()
                 .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("testservers: moto GetQueueAttributes: no {name} in {resp}"))
+                .unwrap_or_else(|| {
+                    panic!("testservers: moto GetQueueAttributes: no {name} in {resp}")
+                })
         };
         QueueCounts {
             visible: number("ApproximateNumberOfMessages"),

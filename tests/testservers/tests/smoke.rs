@@ -428,12 +428,18 @@ async fn moto_sqs_queues_and_messages() {
         q.starts_with(&moto.endpoint()) && q.ends_with("/123456789012/events"),
         "{q}"
     );
-    assert_eq!(moto.queue_counts(&q).await, testservers::QueueCounts::default());
+    assert_eq!(
+        moto.queue_counts(&q).await,
+        testservers::QueueCounts::default()
+    );
     let id = moto.send_message(&q, r#"{"hello": "world"}"#).await;
     assert!(!id.is_empty());
     moto.send_message(&q, "second").await;
     let counts = moto.queue_counts(&q).await;
-    assert_eq!((counts.visible, counts.in_flight, counts.total()), (2, 0, 2));
+    assert_eq!(
+        (counts.visible, counts.in_flight, counts.total()),
+        (2, 0, 2)
+    );
 
     // A received message is in flight until deleted or its visibility timeout ends.
     let got = moto
@@ -451,7 +457,10 @@ async fn moto_sqs_queues_and_messages() {
         .sqs_request("GetQueueAttributes", json!({"QueueUrl": q}))
         .await;
     assert_eq!(status, 400, "{body}");
-    assert_eq!(body["__type"], "com.amazonaws.sqs#QueueDoesNotExist", "{body}");
+    assert_eq!(
+        body["__type"], "com.amazonaws.sqs#QueueDoesNotExist",
+        "{body}"
+    );
     // Recreated under the same name: the same URL, empty.
     assert_eq!(moto.create_queue("events").await, q);
     assert_eq!(moto.queue_counts(&q).await.total(), 0);
