@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Validates what ships for deployment: the Dockerfile, deploy/ (Kubernetes, systemd,
-# Prometheus rules, the Grafana dashboard) and the shell scripts. Exits non-zero on any finding.
+# Prometheus rules, the Grafana dashboard, the AWS rotation-event examples) and the shell
+# scripts. Exits non-zero on any finding.
 #
 #   scripts/validate-deploy.sh                          # what CI runs (.ci/run)
 #   VALIDATE_DEPLOY_BUILD=1 scripts/validate-deploy.sh  # also run the image's release build natively
@@ -36,6 +37,10 @@
 #  6. systemd-analyze verify on the units (any output on stderr is a finding) and
 #     `systemd-analyze security` exposure at most 2.0; the units' settings and
 #     LoadCredential= names against deploy/systemd/authsync.toml.
+#  7. deploy/aws (rotation events): the JSON files parse; the EventBridge rule pattern
+#     matches exactly the event names src/events/parse.rs handles; the queue policy lets
+#     events.amazonaws.com send from a rule to the queue authsync's IAM policy names, and
+#     that policy grants sqs:ReceiveMessage, sqs:DeleteMessage, sqs:GetQueueAttributes.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -874,6 +879,70 @@ def docker(context):
         print(f"note: Dockerfile RUST_VERSION={arg.group(1)}, this machine's rustc is {local}")
 
 
+def aws():
+    """deploy/aws: the rotation-event rule pattern, queue policy and IAM policy."""
+    docs = {}
+    for name in ("eventbridge-rule-pattern.json", "sqs-queue-policy.json", "authsync-iam-policy.json"):
+        path = os.path.join("deploy/aws", name)
+        try:
+            with open(path) as f:
+                docs[name] = json.load(f)
+        except (OSError, ValueError) as e:
+            problem(f"{path}: {e}")
+    if len(docs) < 3:
+        return
+    # The event names authsync handles, per detail-type, from src/events/parse.rs.
+    with open("src/events/parse.rs") as f:
+        src = f.read()
+    def names(const):
+        m = re.search(const + r": \[&str; \d+\] = \[(.*?)\];", src, re.S)
+        return set(re.findall(r'"([^"]+)"', m.group(1))) if m else set()
+    want = {
+        "AWS API Call via CloudTrail": names("API_CALL_EVENTS"),
+        "AWS Service Event via CloudTrail": names("SERVICE_EVENTS"),
+    }
+    if not all(want.values()):
+        problem("src/events/parse.rs: API_CALL_EVENTS / SERVICE_EVENTS not found")
+    rule = docs["eventbridge-rule-pattern.json"]
+    if rule.get("source") != ["aws.secretsmanager"]:
+        problem("eventbridge-rule-pattern.json: source must be [\"aws.secretsmanager\"]")
+    got = {}
+    for branch in rule.get("$or", [rule]):
+        detail = branch.get("detail", {})
+        if detail.get("eventSource") != ["secretsmanager.amazonaws.com"]:
+            problem("eventbridge-rule-pattern.json: each branch must match eventSource secretsmanager.amazonaws.com")
+        for dt in branch.get("detail-type", []):
+            got.setdefault(dt, set()).update(detail.get("eventName", []))
+    if got != want:
+        problem(f"eventbridge-rule-pattern.json: event names {got} differ from what authsync handles {want}")
+    iam = docs["authsync-iam-policy.json"]
+    actions, resources = set(), set()
+    for st in iam.get("Statement", []):
+        if st.get("Effect") == "Allow":
+            a = st.get("Action", [])
+            actions.update([a] if isinstance(a, str) else a)
+            r = st.get("Resource", [])
+            resources.update([r] if isinstance(r, str) else r)
+    need = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
+    if actions != need:
+        problem(f"authsync-iam-policy.json: actions {sorted(actions)}, expected {sorted(need)}")
+    queue = docs["sqs-queue-policy.json"]
+    sts = queue.get("Statement", [])
+    ok = False
+    for st in sts:
+        cond = st.get("Condition", {}).get("ArnEquals", {}).get("aws:SourceArn", "")
+        ok |= (
+            st.get("Effect") == "Allow"
+            and st.get("Principal") == {"Service": "events.amazonaws.com"}
+            and st.get("Action") in ("sqs:SendMessage", ["sqs:SendMessage"])
+            and st.get("Resource") in resources
+            and re.fullmatch(r"arn:aws[\w-]*:events:[\w-]+:\d{12}:rule/[\w.-]+", cond or "") is not None
+        )
+    if not ok:
+        problem("sqs-queue-policy.json: needs an Allow of sqs:SendMessage for events.amazonaws.com on the "
+                "queue authsync-iam-policy.json names, conditioned on the rule's aws:SourceArn")
+
+
 mode = sys.argv[1]
 if mode == "kubernetes":
     kubernetes(sys.argv[2])
@@ -885,6 +954,8 @@ elif mode == "rules":
     rules()
 elif mode == "grafana":
     grafana(sys.argv[2])
+elif mode == "aws":
+    aws()
 for p in problems:
     print(p)
 sys.exit(1 if problems else 0)
@@ -1024,6 +1095,10 @@ if command -v systemd-analyze >/dev/null 2>&1; then
 else
     skip "systemd-analyze (no systemd here)"
 fi
+
+# ------------------------------------------------------------------ 7. AWS rotation events
+say "AWS rotation-event examples"
+check "rule pattern, queue policy, IAM policy" python3 "$WORK/checks.py" aws
 
 # ------------------------------------------------------------------ summary
 say "validate-deploy: done in $(($(date +%s) - START)) s"

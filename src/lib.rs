@@ -13,6 +13,7 @@
 //! | print and log the outcome | [`report`], [`logging`] |
 //!
 //! | remember what was confirmed where | [`state`] |
+//! | react to rotation events from an SQS queue | [`events`] |
 //!
 //! [`cli`] and [`commands`] are the command line; [`daemon`] is `authsync run`, with
 //! [`server`] (HTTP endpoints), [`metrics`] and [`notify`] (systemd).
@@ -23,6 +24,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod errors;
+pub mod events;
 pub mod failure;
 pub mod fingerprint;
 pub mod liveness;

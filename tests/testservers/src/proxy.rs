@@ -39,9 +39,9 @@ pub enum ProxyFault {
 /// One request the proxy received (whether or not it was forwarded).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProxiedRequest {
-    /// The `X-Amz-Target` header's action without its `secretsmanager.` prefix (e.g.
-    /// `"BatchGetSecretValue"`); `"<METHOD> <path>"` (e.g. `"POST /moto-api/reset"`) for a
-    /// request without that header.
+    /// The `X-Amz-Target` header's action without its service prefix (`secretsmanager.`,
+    /// `AmazonSQS.`), e.g. `"BatchGetSecretValue"`, `"ReceiveMessage"`; `"<METHOD> <path>"`
+    /// (e.g. `"POST /moto-api/reset"`) for a request without that header.
     pub action: String,
     /// The request body as JSON (`Null` when empty, a JSON string when not JSON), e.g.
     /// `{"SecretIdList": [...]}`.
@@ -86,7 +86,7 @@ impl Shared {
 /// request verbatim (method, path, query, headers including `Host`, body) to an upstream
 /// server, returns the upstream's response verbatim (status, headers, body), and records
 /// each request's `X-Amz-Target` action and JSON body, so tests can count the Secrets
-/// Manager calls a client made, and inject faults ([`CountingProxy::set_fault`]).
+/// Manager (and SQS) calls a client made, and inject faults ([`CountingProxy::set_fault`]).
 ///
 /// Requests are recorded when they arrive, before they are forwarded: once a client has its
 /// response, its request is counted. Hop-by-hop headers (`Connection`, `Transfer-Encoding`,
@@ -167,8 +167,9 @@ impl CountingProxy {
     }
 
     /// How many requests with action `target` arrived since the start or the last
-    /// [`CountingProxy::reset`] (faulted ones included). `target` is e.g. `"ListSecrets"`;
-    /// a `"secretsmanager."` prefix is ignored.
+    /// [`CountingProxy::reset`] (faulted ones included). `target` is e.g. `"ListSecrets"`
+    /// or `"ReceiveMessage"`; a service prefix (`"secretsmanager."`, `"AmazonSQS."`) is
+    /// ignored.
     pub fn count(&self, target: &str) -> usize {
         let target = strip_service(target);
         lock(&self.shared.requests)
@@ -239,13 +240,14 @@ impl Moto {
         (moto, proxy)
     }
 
-    /// Like [`Moto::env`], but with `AWS_ENDPOINT_URL_SECRETS_MANAGER` pointing at `proxy`.
+    /// Like [`Moto::env`], but with `AWS_ENDPOINT_URL_SECRETS_MANAGER` and
+    /// `AWS_ENDPOINT_URL_SQS` pointing at `proxy`.
     pub fn env_via(&self, proxy: &CountingProxy) -> Vec<(String, String)> {
         let url = proxy.url();
         self.env()
             .into_iter()
             .map(|(k, v)| {
-                if k == "AWS_ENDPOINT_URL_SECRETS_MANAGER" {
+                if k == "AWS_ENDPOINT_URL_SECRETS_MANAGER" || k == "AWS_ENDPOINT_URL_SQS" {
                     (k, url.clone())
                 } else {
                     (k, v)
@@ -255,8 +257,20 @@ impl Moto {
     }
 }
 
+/// `"secretsmanager.ListSecrets"` → `"ListSecrets"`, `"AmazonSQS.ReceiveMessage"` →
+/// `"ReceiveMessage"`; anything else (`"POST /moto-api/reset"`) unchanged.
 fn strip_service(target: &str) -> &str {
-    target.strip_prefix("secretsmanager.").unwrap_or(target)
+    match target.split_once('.') {
+        Some((service, action))
+            if !service.is_empty()
+                && !action.is_empty()
+                && !target.contains([' ', '/'])
+                && !action.contains('.') =>
+        {
+            action
+        }
+        _ => target,
+    }
 }
 
 type UpstreamClient = Client<HttpConnector, Full<Bytes>>;
@@ -466,6 +480,18 @@ mod tests {
         let h = end_to_end(h);
         let names: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         assert_eq!(names, ["x-amz-target", "host"]);
+    }
+
+    #[test]
+    fn service_prefixes_are_stripped() {
+        assert_eq!(strip_service("secretsmanager.ListSecrets"), "ListSecrets");
+        assert_eq!(strip_service("AmazonSQS.ReceiveMessage"), "ReceiveMessage");
+        assert_eq!(strip_service("ListSecrets"), "ListSecrets");
+        assert_eq!(
+            strip_service("POST /moto-api/reset"),
+            "POST /moto-api/reset"
+        );
+        assert_eq!(strip_service("GET /a.json"), "GET /a.json");
     }
 
     #[test]

@@ -417,3 +417,51 @@ fn server_outlives_the_thread_and_runtime_that_started_it() {
     drop(bao);
     assert!(port_closes_within(port, 1));
 }
+
+#[tokio::test]
+async fn moto_sqs_queues_and_messages() {
+    let moto = Moto::start().await;
+    let q = moto
+        .create_queue_with("events", &[("VisibilityTimeout", "1")])
+        .await;
+    assert!(
+        q.starts_with(&moto.endpoint()) && q.ends_with("/123456789012/events"),
+        "{q}"
+    );
+    assert_eq!(
+        moto.queue_counts(&q).await,
+        testservers::QueueCounts::default()
+    );
+    let id = moto.send_message(&q, r#"{"hello": "world"}"#).await;
+    assert!(!id.is_empty());
+    moto.send_message(&q, "second").await;
+    let counts = moto.queue_counts(&q).await;
+    assert_eq!(
+        (counts.visible, counts.in_flight, counts.total()),
+        (2, 0, 2)
+    );
+
+    // A received message is in flight until deleted or its visibility timeout ends.
+    let got = moto
+        .sqs_call(
+            "ReceiveMessage",
+            json!({"QueueUrl": q, "MaxNumberOfMessages": 1, "WaitTimeSeconds": 0}),
+        )
+        .await;
+    assert_eq!(got["Messages"].as_array().map(Vec::len), Some(1), "{got}");
+    let counts = moto.queue_counts(&q).await;
+    assert_eq!((counts.visible, counts.in_flight), (1, 1));
+
+    moto.delete_queue(&q).await;
+    let (status, body) = moto
+        .sqs_request("GetQueueAttributes", json!({"QueueUrl": q}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["__type"], "com.amazonaws.sqs#QueueDoesNotExist",
+        "{body}"
+    );
+    // Recreated under the same name: the same URL, empty.
+    assert_eq!(moto.create_queue("events").await, q);
+    assert_eq!(moto.queue_counts(&q).await.total(), 0);
+}
