@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::daemon::Daemon;
+use common::daemon::{log_count, Daemon};
 use common::*;
 use portal_double::{Fault, FaultKind, PortalDouble};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

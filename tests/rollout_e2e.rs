@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::daemon::{daemon_config, daemon_env, Daemon, TRIGGER_TOKEN};
+use common::daemon::{daemon_config, daemon_env, log_count, Daemon, TRIGGER_TOKEN};
 use common::*;
 use portal_double::{ApiKey, DoubleConfig, PortalDouble};
 use testservers::OpenBao;
@@ -22,10 +22,6 @@ fn extra() -> [&'static str; 4] {
 
 fn google_posts(d: &PortalDouble) -> usize {
     posted(d).iter().filter(|(s, _)| s == "google").count()
-}
-
-fn posted_value(d: &PortalDouble, value: &str) -> bool {
-    d.posts().iter().any(|b| b.to_string().contains(value))
 }
 
 async fn state_json(w: &World) -> serde_json::Value {
