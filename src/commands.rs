@@ -212,6 +212,21 @@ async fn check_online(config: Config) -> Vec<String> {
             problems.push(format!("source {name}: {e}"));
         }
     }
+    // Rotation-event queues: reachable and allowed, with the source's credentials.
+    for (name, source) in &engine.config.sources {
+        let Some(aws) = source.get::<crate::sources::aws::AwsSourceConfig>() else {
+            continue;
+        };
+        let Some(events) = &aws.events else { continue };
+        let sdk = crate::sources::aws::sdk_config(aws).await;
+        match crate::events::check_queue(&sdk, events).await {
+            Ok(q) => notes.push(format!(
+                "source {name}: events queue reachable ({} waiting, {} in flight)",
+                q.waiting, q.in_flight
+            )),
+            Err(e) => problems.push(format!("source {name}: {e}")),
+        }
+    }
     let targets = mapping::targets(&engine.config, &Filter::default());
     let resolution = resolve::resolve(
         &targets,

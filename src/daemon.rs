@@ -24,11 +24,12 @@ use std::time::Duration;
 
 use rand::Rng;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, Config, Schedule};
+use crate::config::{self, Config, Schedule, SecretRef};
+use crate::events::{self, EventBatch};
 use crate::liveness::Liveness;
 use crate::mapping::{self, Filter};
 use crate::metrics::metrics;
@@ -108,6 +109,9 @@ struct Pending {
     scheduled: bool,
     trigger: Option<Scope>,
     retry_refused: bool,
+    /// Rotation-event batches waiting for their cycle; answered once it has run, so the
+    /// consumer deletes their messages only then.
+    events: Vec<oneshot::Sender<()>>,
 }
 
 impl Pending {
@@ -200,6 +204,11 @@ struct Daemon {
     hup: tokio::signal::unix::Signal,
     /// When a rollout wave's soak time ends: a cycle then gives the next wave its values.
     wake_at: Option<tokio::time::Instant>,
+    /// Rotation events from the SQS consumers, and the token that stops them (renewed on
+    /// reload, a child of `shutdown`).
+    events: mpsc::Receiver<EventBatch>,
+    events_tx: mpsc::Sender<EventBatch>,
+    events_stop: CancellationToken,
 }
 
 impl Daemon {
@@ -244,6 +253,8 @@ impl Daemon {
         );
         let config = Arc::new(config);
         server.set_validator(validator(&config));
+        let (events_tx, events) = mpsc::channel(16);
+        let events_stop = start_events(&config, &shutdown, &events_tx).await;
         let engine = Engine::new(config).await;
         notify::spawn_watchdog(liveness.clone());
         Ok(Daemon {
@@ -260,6 +271,9 @@ impl Daemon {
             server_task,
             hup,
             wake_at: None,
+            events,
+            events_tx,
+            events_stop,
         })
     }
 
@@ -280,6 +294,7 @@ impl Daemon {
                     _ = self.hup.recv() => { self.reload().await; continue; }
                     Some(()) = self.ticks.recv() => pending.scheduled = true,
                     Some(t) = self.triggers.recv() => self.trigger(&mut pending, t),
+                    Some(b) = self.events.recv() => self.event(&mut pending, b),
                     _ = sleep_until(wake), if wake.is_some() => {
                         self.wake_at = None;
                         pending.scheduled = true;
@@ -291,7 +306,8 @@ impl Daemon {
                 // Some trigger's lists did not fit in the queue: cover everything.
                 pending.add(Scope::All, false);
             }
-            let work = std::mem::take(&mut pending);
+            let mut work = std::mem::take(&mut pending);
+            let answered = std::mem::take(&mut work.events);
             let (filter, opts) = self.plan_cycle(work, first);
             if opts.freshness == Freshness::Versioned {
                 // Jitter only delays scheduled cycles, never a trigger.
@@ -309,6 +325,10 @@ impl Daemon {
             let (report, stopping) = self.cycle(&filter, opts, &mut pending, &mut reload).await;
             if let Some(report) = report {
                 self.after_cycle(&report);
+                // The events' secrets were read fresh and pushed: their messages can go.
+                for done in answered {
+                    let _ = done.send(());
+                }
             }
             if first {
                 first = false;
@@ -361,6 +381,7 @@ impl Daemon {
                     _ = &mut deadline => { timed_out = true; break None; }
                     Some(()) = self.ticks.recv() => pending.scheduled = true,
                     Some(t) = self.triggers.recv() => self.trigger(pending, t),
+                    Some(b) = self.events.recv() => self.event(pending, b),
                     _ = self.hup.recv() => *reload = true,
                     _ = tokio::time::sleep(IDLE_BEAT) => {}
                     _ = self.shutdown.cancelled() => {
@@ -397,6 +418,27 @@ impl Daemon {
     fn trigger(&self, pending: &mut Pending, t: TriggerRequest) {
         let scope = Scope::of(&self.engine.config, &t);
         pending.add(scope, t.retry_refused);
+    }
+
+    /// Queues a rotation event's targets: the pairs that use the changed secrets.
+    fn event(&self, pending: &mut Pending, batch: EventBatch) {
+        let refs: Vec<SecretRef> = batch
+            .paths
+            .iter()
+            .map(|path| SecretRef {
+                source: batch.source.clone(),
+                path: path.clone(),
+                key: None,
+            })
+            .collect();
+        let pairs = mapping::users_of(&self.engine.config, &refs);
+        if pairs.is_empty() {
+            // The config changed since the consumer started: nothing uses them any more.
+            let _ = batch.done.send(());
+            return;
+        }
+        pending.add(Scope::Pairs(pairs), false);
+        pending.events.push(batch.done);
     }
 
     /// What the next cycle covers and how it reads.
@@ -526,6 +568,9 @@ impl Daemon {
         let previous = std::mem::replace(&mut self.engine, Engine::new(config).await);
         previous.close().await;
         self.server.set_trigger_token(token);
+        // The consumers know the referenced paths and credentials: restart them.
+        self.events_stop.cancel();
+        self.events_stop = start_events(&self.engine.config, &self.shutdown, &self.events_tx).await;
         metrics().config_reload("ok");
         tracing::info!("config reloaded");
     }
@@ -543,6 +588,26 @@ impl Daemon {
         tracing::info!("stopped");
         OK
     }
+}
+
+/// Starts one rotation-event consumer per AWS source with `events`; they stop when the
+/// returned token (a child of `shutdown`) is cancelled.
+async fn start_events(
+    config: &Config,
+    shutdown: &Shutdown,
+    tx: &mpsc::Sender<EventBatch>,
+) -> CancellationToken {
+    let stop = shutdown.child_token();
+    for (name, source) in &config.sources {
+        let Some(aws) = source.get::<crate::sources::aws::AwsSourceConfig>() else {
+            continue;
+        };
+        let Some(cfg) = &aws.events else { continue };
+        let sdk = crate::sources::aws::sdk_config(aws).await;
+        let paths = events::referenced_paths(config, name);
+        events::spawn(name.clone(), &sdk, cfg, paths, tx.clone(), stop.clone());
+    }
+    stop
 }
 
 /// Cancels `shutdown` at the first SIGTERM or SIGINT.

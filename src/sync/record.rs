@@ -154,10 +154,8 @@ fn count(portal: &str, s: &ServiceReport) {
                 Restore::Failed(_) => m.restore(portal, &s.service, false),
                 Restore::NotNeeded | Restore::NothingToRestore => {}
             }
-            if *restore != Restore::NotNeeded {
-                // The refusal changed the service (a wipe): users lost the integration.
-                m.bad_keys(portal, &s.service);
-            }
+            // Kept for alerts written against earlier releases: every refusal is one.
+            m.bad_keys(portal, &s.service);
         }
         Outcome::Failed {
             sent: true,

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::AwsSource;
+use crate::events::EventsConfig;
 use crate::config::Checks;
 use crate::sources::{Source, SourceError, StoreConfig};
 
@@ -40,6 +41,12 @@ pub struct AwsSourceConfig {
     /// the network in clear text. Default false.
     #[serde(default)]
     pub allow_insecure_http: bool,
+    /// Rotation events: `events = { queue_url = "https://sqs.REGION.amazonaws.com/ACCOUNT/QUEUE" }`.
+    /// authsync long-polls the SQS queue that an EventBridge rule feeds with this store's
+    /// Secrets Manager events, and runs a cycle for the targets that use a changed secret
+    /// within about a second. Optional; scheduled polling stays the safety net.
+    #[serde(default)]
+    pub events: Option<EventsConfig>,
 }
 
 fn default_timeout() -> Duration {
@@ -60,6 +67,22 @@ impl StoreConfig for AwsSourceConfig {
                 "http://127.0.0.1:4566",
                 self.allow_insecure_http,
             );
+        }
+        if let Some(events) = &self.events {
+            checks.store_url(
+                &events.queue_url,
+                "events.queue_url",
+                "https://sqs.eu-west-1.amazonaws.com/123456789012/authsync",
+                events.allow_insecure_http,
+            );
+            if let Some(url) = &events.endpoint_url {
+                checks.store_url(
+                    url,
+                    "events.endpoint_url",
+                    "http://127.0.0.1:4566",
+                    events.allow_insecure_http,
+                );
+            }
         }
     }
 

@@ -45,6 +45,24 @@ const BATCH: usize = 20;
 impl AwsSource {
     /// Loads the SDK configuration. Nothing is sent until the first read.
     pub async fn connect(name: &str, cfg: &AwsSourceConfig) -> AwsSource {
+        let shared = sdk_config(cfg).await;
+        // The endpoint override applies to Secrets Manager only, never to STS.
+        let mut conf = aws_sdk_secretsmanager::config::Builder::from(&shared);
+        if let Some(endpoint) = &cfg.endpoint_url {
+            conf = conf.endpoint_url(endpoint.as_str().trim_end_matches('/'));
+        }
+        AwsSource {
+            name: name.to_string(),
+            client: Client::from_conf(conf.build()),
+            no_batch: AtomicBool::new(false),
+        }
+    }
+}
+
+/// The SDK settings of a source: region, profile, credential chain, role and timeouts.
+/// Shared by the Secrets Manager client and the rotation-events (SQS) consumer, so both
+/// reach AWS as the same principal.
+pub async fn sdk_config(cfg: &AwsSourceConfig) -> aws_config::SdkConfig {
         let timeouts = TimeoutConfig::builder()
             .operation_attempt_timeout(cfg.timeout)
             .operation_timeout(cfg.timeout.saturating_mul(3))
@@ -71,17 +89,7 @@ impl AwsSource {
                 )
                 .build();
         }
-        // The endpoint override applies to Secrets Manager only, never to STS.
-        let mut conf = aws_sdk_secretsmanager::config::Builder::from(&shared);
-        if let Some(endpoint) = &cfg.endpoint_url {
-            conf = conf.endpoint_url(endpoint.as_str().trim_end_matches('/'));
-        }
-        AwsSource {
-            name: name.to_string(),
-            client: Client::from_conf(conf.build()),
-            no_batch: AtomicBool::new(false),
-        }
-    }
+        shared
 }
 
 #[async_trait]
