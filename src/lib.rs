@@ -5,18 +5,19 @@
 //!
 //! | step | module |
 //! |---|---|
-//! | read and validate the config | [`config`] (with [`catalog`] for names, [`secret`] for secret settings) |
+//! | read and validate the config | [`config`] (`load`, `checks`, `reference`; [`catalog`] for service names, [`secret`] for secret settings) |
 //! | expand `[[map]]` blocks into (portal, service) targets | [`mapping`] |
-//! | read each referenced secret once | [`resolve`] over [`sources`] (`vault`, `aws`, `files`) |
+//! | read each referenced secret once | [`resolve`] over [`sources`]: one `Source` trait, one folder per store (`vault/`, `aws/`, `files/`, each with its config and `build()`), an in-memory `fake` |
 //! | diff desired against the portal's values | [`plan`] (values shown as [`fingerprint`]s) |
-//! | push what differs, read it back | [`sync`] over [`portal`] |
-//! | print and log the outcome | [`report`], [`logging`] |
+//! | push what differs, read it back, restore on refusal, stage waves | [`sync`] (`push`, `rollout`, `health`, `record`) over [`portal`]: one `Portal` trait, `docspace` and `workspace` dialects over one `transport`, an in-memory `fake` |
+//! | say what happened | [`report`] (typed outcomes), [`failure`] (one failure type: kind + scrubbed message), [`logging`] |
+//! | remember what was confirmed where, and what is held or halted | [`state`] |
 //!
-//! | remember what was confirmed where | [`state`] |
-//! | react to rotation events from an SQS queue | [`events`] |
-//!
-//! [`cli`] and [`commands`] are the command line; [`daemon`] is `authsync run`, with
-//! [`server`] (HTTP endpoints), [`metrics`] and [`notify`] (systemd).
+//! What starts cycles: [`daemon`] (`authsync run`: schedule, `POST /trigger`, rotation
+//! [`events`] from SQS, rollout soak; one cancellation token for shutdown, a
+//! [`liveness`] heartbeat), or one-shot [`commands`] parsed by [`cli`]. Around the daemon:
+//! [`server`] (HTTP endpoints), [`metrics`] (Prometheus) and [`notify`] (systemd).
+//! [`errors`] turns error chains into one-line messages for the clients.
 
 pub mod catalog;
 pub mod cli;
