@@ -237,6 +237,28 @@ fn main() {
     rt.block_on(run(a));
 }
 
+/// The portal's real services (DocSpace v3.7.1, `appleid` first: GET lists it as
+/// `appleID`, POST takes `appleid`), then synthetic ones past its 19. Validation with the
+/// third party is off: this measures scale, not Telegram's token check.
+fn catalogue(n: usize) -> Vec<ServiceSpec> {
+    let mut services: Vec<ServiceSpec> = portal_double::docspace_catalogue()
+        .into_iter()
+        .take(n)
+        .map(|mut s| {
+            s.validated = portal_double::Validation::None;
+            s
+        })
+        .collect();
+    for k in services.len()..n {
+        services.push(ServiceSpec::new(
+            &format!("svc{k:02}"),
+            &format!("Service {k}"),
+            &["id", "secret"],
+        ));
+    }
+    services
+}
+
 async fn run(a: Args) {
     println!(
         "authsync scale benchmark: {} portals x {} services, {} ms portal latency",
@@ -263,15 +285,7 @@ async fn run(a: Args) {
         )
         .await;
     }
-    let services: Vec<ServiceSpec> = (0..a.services)
-        .map(|k| {
-            ServiceSpec::new(
-                &format!("svc{k:02}"),
-                &format!("Service {k}"),
-                &["id", "secret"],
-            )
-        })
-        .collect();
+    let services = catalogue(a.services);
     let mut doubles = Vec::with_capacity(a.portals);
     for _ in 0..a.portals {
         let d = PortalDouble::start(DoubleConfig {
@@ -305,16 +319,19 @@ async fn run(a: Args) {
     for (i, d) in doubles.iter().enumerate() {
         text.push_str(&format!("\n[portals.p{i:04}]\nurl = \"{}\"\napi_key = {{ env = \"BENCH_KEY\" }}\ntimeout = \"10s\"\n", d.url()));
     }
-    for k in 0..a.services {
+    for (k, spec) in services.iter().enumerate() {
         let src = if k < half { "vault:secret" } else { "aws:" };
         let path = if k < half {
             format!("{src}/bench/svc{k:02}")
         } else {
             format!("{src}bench/svc{k:02}")
         };
-        text.push_str(&format!(
-            "\n[[map]]\nservice = \"svc{k:02}\"\nprops.id = \"{path}#id\"\nprops.secret = \"{path}#secret\"\n"
-        ));
+        // The service's first prop reads `#id`, every other one `#secret`.
+        text.push_str(&format!("\n[[map]]\nservice = \"{}\"\n", spec.name));
+        for (i, (prop, _)) in spec.props.iter().enumerate() {
+            let key = if i == 0 { "id" } else { "secret" };
+            text.push_str(&format!("props.{prop} = \"{path}#{key}\"\n"));
+        }
     }
     let cfg = dir.path().join("bench.toml");
     std::fs::write(&cfg, &text).expect("write config");
@@ -390,7 +407,7 @@ async fn run(a: Args) {
     let http = reqwest::Client::new();
     let t = Instant::now();
     for dbl in doubles.iter().take(sample) {
-        for k in 0..a.services {
+        for (k, spec) in services.iter().enumerate() {
             let url = format!("{}{AUTHSERVICE}", dbl.url());
             let _ = http
                 .get(&url)
@@ -399,8 +416,16 @@ async fn run(a: Args) {
                 .await
                 .and_then(|r| r.error_for_status())
                 .map(|_| ());
-            let body = serde_json::json!({ "name": format!("svc{k:02}"), "props": [
-                { "name": "id", "value": format!("id-{k}") }, { "name": "secret", "value": format!("naive-{k}") } ] });
+            let props: Vec<Value> = spec
+                .props
+                .iter()
+                .enumerate()
+                .map(|(i, (prop, _))| {
+                    let value = if i == 0 { format!("id-{k}") } else { format!("naive-{k}") };
+                    serde_json::json!({ "name": prop, "value": value })
+                })
+                .collect();
+            let body = serde_json::json!({ "name": spec.name, "props": props });
             let _ = http.post(&url).bearer_auth(KEY).json(&body).send().await;
         }
     }
