@@ -421,7 +421,11 @@ async fn run(a: Args) {
                 .iter()
                 .enumerate()
                 .map(|(i, (prop, _))| {
-                    let value = if i == 0 { format!("id-{k}") } else { format!("naive-{k}") };
+                    let value = if i == 0 {
+                        format!("id-{k}")
+                    } else {
+                        format!("naive-{k}")
+                    };
                     serde_json::json!({ "name": prop, "value": value })
                 })
                 .collect();

@@ -50,7 +50,10 @@ fn config_with_events(w: &World, queue_url: &str) -> (String, String) {
         "region = \"us-east-1\"\nevents = {{ queue_url = \"{queue_url}\", endpoint_url = \"{}\", wait_time = \"1s\" }}\n",
         w.moto.endpoint()
     );
-    (text.replacen("region = \"us-east-1\"\n", &events, 1), listen)
+    (
+        text.replacen("region = \"us-east-1\"\n", &events, 1),
+        listen,
+    )
 }
 
 fn s3_posts(d: &portal_double::PortalDouble) -> usize {
@@ -75,18 +78,28 @@ async fn an_aws_rotation_event_reaches_every_portal_without_waiting_for_the_sche
         .await;
     let described = w
         .moto
-        .call("DescribeSecret", json!({ "SecretId": "docspace/backup-s3" }))
+        .call(
+            "DescribeSecret",
+            json!({ "SecretId": "docspace/backup-s3" }),
+        )
         .await;
     let arn = described["ARN"].as_str().expect("an ARN").to_string();
     w.moto
         .send_message(&queue, &put_secret_value_event(&arn))
         .await;
-    d.wait_for("the new key on both portals", Duration::from_secs(20), || async {
-        w.alpha.value("s3", "acesskey").as_deref() == Some(NEW_ACCESS)
-            && w.beta.value("s3", "acesskey").as_deref() == Some(NEW_ACCESS)
-    })
+    d.wait_for(
+        "the new key on both portals",
+        Duration::from_secs(20),
+        || async {
+            w.alpha.value("s3", "acesskey").as_deref() == Some(NEW_ACCESS)
+                && w.beta.value("s3", "acesskey").as_deref() == Some(NEW_ACCESS)
+        },
+    )
     .await;
-    assert_eq!(w.beta.value("s3", "secretaccesskey").as_deref(), Some(NEW_SECRET));
+    assert_eq!(
+        w.beta.value("s3", "secretaccesskey").as_deref(),
+        Some(NEW_SECRET)
+    );
     // One targeted cycle: only s3 was pushed, once per portal.
     assert_eq!(s3_posts(&w.alpha), s3_alpha + 1);
     assert_eq!(s3_posts(&w.beta), s3_beta + 1);
@@ -113,7 +126,10 @@ async fn an_aws_rotation_event_reaches_every_portal_without_waiting_for_the_sche
 
     let output = d.stop().await.1;
     for s in PLANTED.iter().chain(&extra()) {
-        assert!(!output.contains(s), "a planted value in the daemon's output");
+        assert!(
+            !output.contains(s),
+            "a planted value in the daemon's output"
+        );
     }
 }
 
@@ -145,10 +161,14 @@ async fn a_targeted_trigger_after_bao_kv_put_reaches_only_the_users_of_that_secr
         .await,
         202
     );
-    d.wait_for("the new secret on both portals", Duration::from_secs(20), || async {
-        w.alpha.value("google", "googleClientSecret").as_deref() == Some(NEW_GOOGLE)
-            && w.beta.value("google", "googleClientSecret").as_deref() == Some(NEW_GOOGLE)
-    })
+    d.wait_for(
+        "the new secret on both portals",
+        Duration::from_secs(20),
+        || async {
+            w.alpha.value("google", "googleClientSecret").as_deref() == Some(NEW_GOOGLE)
+                && w.beta.value("google", "googleClientSecret").as_deref() == Some(NEW_GOOGLE)
+        },
+    )
     .await;
     // Read fresh, pushed once, and nothing else was pushed.
     for p in [&w.alpha, &w.beta] {
@@ -163,7 +183,10 @@ async fn a_targeted_trigger_after_bao_kv_put_reaches_only_the_users_of_that_secr
     );
     let output = d.stop().await.1;
     for s in PLANTED.iter().chain(&extra()) {
-        assert!(!output.contains(s), "a planted value in the daemon's output");
+        assert!(
+            !output.contains(s),
+            "a planted value in the daemon's output"
+        );
     }
 }
 
@@ -177,7 +200,8 @@ async fn check_online_probes_the_events_queue() {
     let run = w.run(&cfg, &["check", "--online"]).await;
     assert_eq!(run.code, 0, "{}", run.output());
     assert!(
-        run.stdout.contains("source aws: events queue reachable (0 waiting"),
+        run.stdout
+            .contains("source aws: events queue reachable (0 waiting"),
         "{}",
         run.output()
     );

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::AwsSource;
-use crate::events::EventsConfig;
 use crate::config::Checks;
+use crate::events::EventsConfig;
 use crate::sources::{Source, SourceError, StoreConfig};
 
 /// `kind = "aws"`: AWS Secrets Manager. Credentials come from the AWS default chain

@@ -63,33 +63,33 @@ impl AwsSource {
 /// Shared by the Secrets Manager client and the rotation-events (SQS) consumer, so both
 /// reach AWS as the same principal.
 pub async fn sdk_config(cfg: &AwsSourceConfig) -> aws_config::SdkConfig {
-        let timeouts = TimeoutConfig::builder()
-            .operation_attempt_timeout(cfg.timeout)
-            .operation_timeout(cfg.timeout.saturating_mul(3))
-            .connect_timeout(cfg.timeout.min(Duration::from_secs(5)))
+    let timeouts = TimeoutConfig::builder()
+        .operation_attempt_timeout(cfg.timeout)
+        .operation_timeout(cfg.timeout.saturating_mul(3))
+        .connect_timeout(cfg.timeout.min(Duration::from_secs(5)))
+        .build();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts);
+    if let Some(region) = &cfg.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(profile) = &cfg.profile {
+        loader = loader.profile_name(profile);
+    }
+    let mut shared = loader.load().await;
+    if let Some(role) = &cfg.role_arn {
+        let provider = AssumeRoleProvider::builder(role.clone())
+            .session_name("authsync")
+            .configure(&shared)
+            .build()
+            .await;
+        shared = shared
+            .into_builder()
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(provider),
+            )
             .build();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts);
-        if let Some(region) = &cfg.region {
-            loader = loader.region(Region::new(region.clone()));
-        }
-        if let Some(profile) = &cfg.profile {
-            loader = loader.profile_name(profile);
-        }
-        let mut shared = loader.load().await;
-        if let Some(role) = &cfg.role_arn {
-            let provider = AssumeRoleProvider::builder(role.clone())
-                .session_name("authsync")
-                .configure(&shared)
-                .build()
-                .await;
-            shared = shared
-                .into_builder()
-                .credentials_provider(
-                    aws_credential_types::provider::SharedCredentialsProvider::new(provider),
-                )
-                .build();
-        }
-        shared
+    }
+    shared
 }
 
 #[async_trait]
