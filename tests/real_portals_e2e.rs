@@ -354,8 +354,10 @@ async fn portals_sharing_keys_are_reported_not_flip_flopped() {
     let w = World::from_parts(bao, moto, alpha, beta).await;
     let cfg = w.write("a.toml", &w.standard_config());
     // telegram's token is per portal, so the maps give the one store two values.
+    // The first sync pushes both portals at once: whether it already notices depends on
+    // which read-back comes first (either way one of the two values is left).
     let first = w.run(&cfg, &["sync"]).await;
-    assert_eq!(first.code, 1, "{}", first.output());
+    assert!(first.code <= 1, "{}", first.output());
     let posts = w.posts();
     for _ in 0..3 {
         let run = w.run(&cfg, &["sync"]).await;
