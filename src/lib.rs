@@ -14,6 +14,7 @@
 //!
 //! | remember what was confirmed where | [`state`] |
 //! | react to rotation events from an SQS queue | [`events`] |
+//! | show every portal and service's state at a glance (`/status`, `authsync status`) | [`status`] |
 //!
 //! [`cli`] and [`commands`] are the command line; [`daemon`] is `authsync run`, with
 //! [`server`] (HTTP endpoints), [`metrics`] and [`notify`] (systemd).
@@ -40,4 +41,5 @@ pub mod secret;
 pub mod server;
 pub mod sources;
 pub mod state;
+pub mod status;
 pub mod sync;
