@@ -99,7 +99,10 @@ fn assert_clean(w: &World, what: &str, text: &str) {
     let state = std::fs::read_to_string(w.dir.path().join("state.json")).unwrap_or_default();
     for (i, _) in state.match_indices("fp:") {
         let f = &state[i..(i + 15).min(state.len())];
-        assert!(!text.contains(&f[3..]), "a state-file fingerprint in {what}");
+        assert!(
+            !text.contains(&f[3..]),
+            "a state-file fingerprint in {what}"
+        );
     }
 }
 
@@ -236,7 +239,10 @@ async fn status_page_json_and_the_cronjob_command_show_the_same_states_and_no_se
     assert_no_values("the daemon's output", &output);
 
     // A CronJob / timer setup: no daemon, a one-shot sync, then `authsync status`.
-    let cfg = w.write("cron.toml", &w.config_with(&w.alpha.url(), &w.beta.url(), &maps()));
+    let cfg = w.write(
+        "cron.toml",
+        &w.config_with(&w.alpha.url(), &w.beta.url(), &maps()),
+    );
     let sync = w.run(&cfg, &["sync"]).await;
     assert_eq!(sync.code, 1, "{}", sync.output());
     let json = w.run(&cfg, &["status", "--json", "--all"]).await;
@@ -285,7 +291,9 @@ async fn status_page_json_and_the_cronjob_command_show_the_same_states_and_no_se
     assert_eq!(sync.code, 1, "beta still holds google: {}", sync.output());
     let st = w.run(&cfg, &["status"]).await;
     assert_eq!(st.code, 2, "{}", st.output());
-    assert!(st.stdout.contains("1 portal(s) with every service in sync not listed"));
+    assert!(st
+        .stdout
+        .contains("1 portal(s) with every service in sync not listed"));
     w.rotate_google(GOOGLE_SECRET_2).await;
     assert_eq!(w.run(&cfg, &["sync"]).await.code, 0);
     let st = w.run(&cfg, &["status"]).await;

@@ -259,7 +259,7 @@ fn grid(out: &mut String, view: &Status<'_>, filter: &Filter, refresh: Option<u3
     for p in &view.portals {
         let _ = write!(
             out,
-            "<tr data-portal=\"{n}\" class=\"portal state-{s}\"><th title=\"last fully in sync: {w}\">{n}</th><td>{wave}</td>",
+            "<tr data-portal=\"{n}\"><th class=\"state-{s}\" title=\"last fully in sync: {w}\">{n}</th><td>{wave}</td>",
             n = escape(p.name),
             s = p.state.as_str(),
             w = escape(when(p.last_success)),

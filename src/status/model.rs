@@ -13,7 +13,7 @@ use crate::config::{glob_matches, Config, Schedule};
 use crate::failure::FailureKind;
 use crate::state::{LastResult, ServiceState, State};
 
-use super::scrub::Scrubber;
+use super::scrub::{PortalScrubber, Scrubber};
 
 /// The state of one (portal, service) cell, as the contract names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -228,11 +228,12 @@ impl Snapshot {
                 .map(|m| m.service.as_str())
                 .collect();
             let recorded = state.portals.get(name);
+            let scrub = scrubber.for_portal(name);
             let services: Vec<ServiceStatus> = names
                 .into_iter()
                 .map(|service| {
                     let st = recorded.and_then(|p| p.services.get(service));
-                    cell(service, st, wave, &scrubber, name)
+                    cell(service, st, wave, &scrub)
                 })
                 .collect();
             let worst = services
@@ -364,8 +365,7 @@ fn cell(
     service: &str,
     st: Option<&ServiceState>,
     wave: Option<usize>,
-    scrubber: &Scrubber,
-    portal: &str,
+    scrub: &PortalScrubber<'_>,
 ) -> ServiceStatus {
     let Some(st) = st else {
         return ServiceStatus {
@@ -391,7 +391,7 @@ fn cell(
         last_push: st.pushed_at.map(Timestamp::at),
         last_attempt: (st.last_attempt > 0).then(|| Timestamp::at(st.last_attempt)),
         last_error: (state != CellState::InSync)
-            .then(|| st.error.as_deref().map(|e| scrubber.scrub(e, Some(portal))))
+            .then(|| st.error.as_deref().map(|e| scrub.scrub(e)))
             .flatten(),
         error_kind: (state != CellState::InSync)
             .then_some(st.error_kind)

@@ -55,29 +55,55 @@ impl Scrubber {
 
     /// `text` without secret paths (of `portal`'s maps, when given) and fingerprints.
     pub fn scrub(&self, text: &str, portal: Option<&str>) -> String {
-        let mut out = cut_fingerprints(text);
-        let mut expanded: Vec<String> = match portal {
-            Some(p) => self
-                .templates
-                .iter()
-                .flat_map(|t| variants(&t.replace(PORTAL_PLACEHOLDER, p)))
-                .collect(),
-            None => Vec::new(),
-        };
+        match portal {
+            Some(p) => self.for_portal(p).scrub(text),
+            None => {
+                let mut out = self.cut(cut_fingerprints(text), &[]);
+                // A text not tied to one portal (a source's error): cut any expansion,
+                // by the template's fixed text around `{portal}`.
+                for t in &self.templates {
+                    out = cut_template(&out, t);
+                }
+                out
+            }
+        }
+    }
+
+    /// A scrubber for the texts of one portal, its `{portal}` paths expanded once (a
+    /// portal has a text per service).
+    pub fn for_portal(&self, portal: &str) -> PortalScrubber<'_> {
+        let mut expanded: Vec<String> = self
+            .templates
+            .iter()
+            .flat_map(|t| variants(&t.replace(PORTAL_PLACEHOLDER, portal)))
+            .collect();
         longest_first(&mut expanded);
-        for path in expanded.iter().chain(&self.global) {
-            if out.contains(path.as_str()) {
-                out = out.replace(path.as_str(), PATH_MARK);
+        PortalScrubber {
+            scrubber: self,
+            expanded,
+        }
+    }
+
+    fn cut(&self, mut text: String, first: &[String]) -> String {
+        for path in first.iter().chain(&self.global) {
+            if text.contains(path.as_str()) {
+                text = text.replace(path.as_str(), PATH_MARK);
             }
         }
-        if portal.is_none() && !self.templates.is_empty() {
-            // A text not tied to one portal (a source's error): cut any expansion, by the
-            // template's fixed text around `{portal}`.
-            for t in &self.templates {
-                out = cut_template(&out, t);
-            }
-        }
-        out
+        text
+    }
+}
+
+/// [`Scrubber`] for one portal's texts.
+pub struct PortalScrubber<'a> {
+    scrubber: &'a Scrubber,
+    /// The portal's expansions of the `{portal}` paths, longest first.
+    expanded: Vec<String>,
+}
+
+impl PortalScrubber<'_> {
+    pub fn scrub(&self, text: &str) -> String {
+        self.scrubber.cut(cut_fingerprints(text), &self.expanded)
     }
 }
 
