@@ -93,9 +93,9 @@ fn when(t: Option<&Timestamp>) -> &str {
 }
 
 fn header(out: &mut String, view: &Status<'_>) {
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<p class=\"meta\" id=\"generated\">generated {}</p>\n",
+        "<p class=\"meta\" id=\"generated\">generated {}</p>",
         escape(&view.generated_at.rfc3339)
     );
     out.push_str("<p class=\"meta\" id=\"last-cycle\">last cycle: ");
