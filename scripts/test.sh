@@ -14,5 +14,20 @@ if ! command -v bao >/dev/null 2>&1 || ! command -v moto_server >/dev/null 2>&1 
   hash -r
 fi
 
+# The status page is tested in a real browser (tests/status_e2e.rs): Chromium from the
+# Debian packages. Installed only where we may (root with apt-get); the test then
+# requires it, so CI fails rather than skips when it is missing. A developer machine
+# without Chromium that runs `cargo test` directly gets a loud skip instead.
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing Chromium (Debian package) for the status page browser test"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium ||
+      { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+  else
+    echo "==> Chromium missing and cannot be installed here (not root, or no apt-get)"
+  fi
+fi
+export AUTHSYNC_REQUIRE_BROWSER=1
+
 echo "==> cargo test --workspace"
 cargo test --workspace --locked

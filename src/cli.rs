@@ -58,6 +58,24 @@ pub enum Command {
     },
     /// Run the daemon: cycles on the schedule, HTTP endpoints, SIGHUP reload
     Run,
+    /// Show each portal and service's state from the state file (no daemon needed).
+    /// Exit 0: everything in sync, 1: something failed or was skipped, 2: something
+    /// pending, held or halted
+    Status {
+        /// Print the `/status.json` document instead of a table
+        #[arg(long)]
+        json: bool,
+        /// Only this portal, by name or glob (repeatable)
+        #[arg(long = "portal", value_name = "P")]
+        portals: Vec<String>,
+        /// Only services in this state: in_sync, pending, failed, skipped, held, halted
+        /// (repeatable)
+        #[arg(long = "state", value_name = "S")]
+        states: Vec<String>,
+        /// Also list portals whose services are all in sync
+        #[arg(long)]
+        all: bool,
+    },
     /// List a portal's services and props as the portal reports them (values masked)
     Services {
         /// Portal name from the config

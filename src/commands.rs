@@ -51,6 +51,12 @@ pub async fn run(cli: Cli) -> ExitCode {
         } => sync_cmd(config, selection, dry_run, retry_refused).await,
         Command::Run => crate::daemon::run(config, path).await,
         Command::Services { portal } => services(config, &portal).await,
+        Command::Status {
+            json,
+            portals,
+            states,
+            all,
+        } => status_cmd(&config, json, portals, &states, all),
     };
     ExitCode::from(code)
 }
@@ -125,6 +131,48 @@ async fn sync_cmd(config: Config, sel: Selection, dry_run: bool, retry_refused: 
         }
     }
     code
+}
+
+/// `authsync status`: the status page's model from the state file and the config.
+/// The exit status covers every service of the selected portals, whatever `--state`
+/// shows.
+fn status_cmd(
+    config: &Config,
+    json: bool,
+    portals: Vec<String>,
+    states: &[String],
+    all: bool,
+) -> u8 {
+    let mut filter = crate::status::Filter {
+        portals,
+        all,
+        ..crate::status::Filter::default()
+    };
+    for s in states.iter().flat_map(|s| s.split(',')).map(str::trim) {
+        match crate::status::CellState::parse(s) {
+            Some(state) => filter.states.push(state),
+            None => {
+                eprintln!("authsync: {}", crate::status::FilterError::State(s.into()));
+                return FAILED;
+            }
+        }
+    }
+    let (state, _) = load_state(config);
+    let now = chrono::Utc::now().timestamp();
+    let snapshot = crate::status::Snapshot::build(config, &state, None, now);
+    let view = snapshot.view(&filter);
+    if json {
+        match serde_json::to_string_pretty(&view) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("authsync: cannot write the status as JSON: {e}");
+                return FAILED;
+            }
+        }
+    } else {
+        print!("{}", crate::status::text::render(&view));
+    }
+    view.summary.exit_code()
 }
 
 /// The state file, or an empty state with a warning when it cannot be used.

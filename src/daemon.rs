@@ -285,6 +285,7 @@ impl Daemon {
         };
         let mut first = true;
         let mut reload = false;
+        self.publish_status();
         loop {
             self.liveness.beat();
             if pending.is_empty() {
@@ -330,6 +331,7 @@ impl Daemon {
                     let _ = done.send(());
                 }
             }
+            self.publish_status();
             if first {
                 first = false;
                 self.server.ready.store(true, Ordering::Release);
@@ -500,7 +502,38 @@ impl Daemon {
     async fn reload(&mut self) {
         notify::reloading();
         self.reload_config().await;
+        self.publish_status();
         notify::ready();
+    }
+
+    /// Hands `/status` a new snapshot of the state (at start, after each cycle and each
+    /// reload). Built here, once, so page loads only filter and render.
+    fn publish_status(&self) {
+        let config = &self.engine.config;
+        let now = chrono::Utc::now().timestamp();
+        let live = crate::status::DaemonStatus {
+            next_cycle: crate::status::DaemonStatus::next_cycle(
+                &config.sync.schedule(),
+                self.state.last_cycle.as_ref().map(|c| c.started),
+                now,
+            )
+            .map(crate::status::Timestamp::at),
+            // The rotation-event queues this daemon polls (host and name only).
+            events: config
+                .sources
+                .iter()
+                .filter_map(|(name, source)| {
+                    let aws = source.get::<crate::sources::aws::AwsSourceConfig>()?;
+                    let events = aws.events.as_ref()?;
+                    Some(crate::status::EventsQueue::from_url(
+                        name,
+                        &events.queue_url,
+                    ))
+                })
+                .collect(),
+        };
+        let snapshot = crate::status::Snapshot::build(config, &self.state, Some(live), now);
+        self.server.set_status(snapshot);
     }
 
     async fn reload_config(&mut self) {

@@ -12,6 +12,7 @@
 //! | push what differs, read it back, restore on refusal, stage waves | [`sync`] (`push`, `rollout`, `health`, `record`) over [`portal`]: one `Portal` trait, `docspace` and `workspace` dialects over one `transport`, an in-memory `fake` |
 //! | say what happened | [`report`] (typed outcomes), [`failure`] (one failure type: kind + scrubbed message), [`logging`] |
 //! | remember what was confirmed where, and what is held or halted | [`state`] |
+//! | show every portal and service's state at a glance (`/status`, `authsync status`) | [`status`] |
 //!
 //! What starts cycles: [`daemon`] (`authsync run`: schedule, `POST /trigger`, rotation
 //! [`events`] from SQS, rollout soak; one cancellation token for shutdown, a
@@ -41,4 +42,5 @@ pub mod secret;
 pub mod server;
 pub mod sources;
 pub mod state;
+pub mod status;
 pub mod sync;

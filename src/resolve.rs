@@ -89,6 +89,9 @@ pub struct Resolution {
     pub value_reads: usize,
     /// Values served from the cache because their version had not moved.
     pub cache_hits: usize,
+    /// Per source this resolution used: `None` when every read succeeded, else the
+    /// first failure (for the state file's source health).
+    pub sources: Vec<(String, Option<Failure>)>,
 }
 
 /// Reads everything `targets` reference and assembles each target's values.
@@ -107,19 +110,25 @@ pub async fn resolve(
                 .insert(s.path.clone());
         }
     }
-    let per_source = join_all(by_source.into_iter().map(|(source, paths)| {
-        read_source(
+    let per_source = join_all(by_source.into_iter().map(|(source, paths)| async {
+        let name = source.clone();
+        let read = read_source(
             source,
             paths.into_iter().collect(),
             sources,
             cache,
             freshness,
         )
+        .await;
+        (name, read)
     }))
     .await;
     let mut results: HashMap<Key, Result<Arc<Secret>, Failure>> = HashMap::new();
     let (mut value_reads, mut cache_hits) = (0, 0);
-    for (found, reads, hits) in per_source {
+    let mut health = Vec::with_capacity(per_source.len());
+    for (source, (found, reads, hits)) in per_source {
+        let first_error = found.iter().find_map(|(_, r)| r.as_ref().err().cloned());
+        health.push((source, first_error));
         results.extend(found);
         value_reads += reads;
         cache_hits += hits;
@@ -130,6 +139,7 @@ pub async fn resolve(
         desired,
         value_reads,
         cache_hits,
+        sources: health,
     }
 }
 

@@ -36,6 +36,25 @@ pub struct State {
     /// The last cycle that ran to the end (for `authsync status`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_cycle: Option<CycleRecord>,
+    /// source name → how its reads went in the last cycle that used it (for the status
+    /// page's source health). Absent in files from earlier versions.
+    #[serde(default, skip_serializing_if = "SortedMap::is_empty")]
+    pub sources: SortedMap<SourceRecord>,
+}
+
+/// How one secret store's reads went the last time a cycle used it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SourceRecord {
+    /// Every read of that cycle succeeded (values served from the cache count).
+    pub ok: bool,
+    /// The first failed read's message (never a value; secret paths are scrubbed only
+    /// when shown, as in the service errors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Box<str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<FailureKind>,
+    /// Unix time of that cycle.
+    pub checked_at: i64,
 }
 
 /// A rollout halt: which wave and portal refused which values of a service.
@@ -393,6 +412,7 @@ impl State {
             portals: BTreeMap::new(),
             halts: SortedMap::default(),
             last_cycle: None,
+            sources: SortedMap::default(),
         }
     }
 

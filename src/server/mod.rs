@@ -1,5 +1,6 @@
-//! HTTP endpoints of `authsync run`: `/metrics`, `/healthz`, `/readyz` and `POST /trigger`
-//! (see "HTTP endpoints" in the product contract).
+//! HTTP endpoints of `authsync run`: `/metrics`, `/healthz`, `/readyz`, `POST /trigger`,
+//! `/status` and `/status.json` (see "HTTP endpoints" and "Status" in the product
+//! contract).
 //!
 //! The server only observes and nudges the daemon: it reads flags the daemon sets
 //! ([`ServerState::ready`], [`ServerState::liveness`]) and drops [`TriggerRequest`]s into
@@ -8,7 +9,9 @@
 //!
 //! Layout: this file holds the shared state and the routes; `serve` the listener and
 //! connection handling; `trigger` the `/trigger` endpoint (auth, body, parsing,
-//! validation); `probes` `/healthz`, `/readyz` and `/metrics`.
+//! validation); `probes` `/healthz`, `/readyz` and `/metrics`; `status` the status
+//! page and its JSON, rendered from the snapshot the daemon publishes after each cycle
+//! ([`ServerState::set_status`]).
 //!
 //! Hardening, because the listener may be reachable from a whole cluster network:
 //! - the trigger token is compared in constant time, as SHA-256 digests so its length
@@ -26,10 +29,12 @@
 //!   answer). So a slow client holds one of the [`MAX_CONNECTIONS`] slots for seconds,
 //!   and probes stay answerable while dozens of them trickle;
 //! - `/metrics` renders run at most [`MAX_METRICS_RENDERS`] at a time, off the async
-//!   threads; further scrapes wait up to [`METRICS_WAIT`], then get 503.
+//!   threads; further scrapes wait up to [`METRICS_WAIT`], then get 503. Status
+//!   renders are bounded the same way, with their own slots.
 
 mod probes;
 mod serve;
+mod status;
 mod trigger;
 
 use std::net::SocketAddr;
@@ -108,6 +113,12 @@ pub struct ServerState {
     pub validator: Arc<RwLock<Option<TriggerValidator>>>,
     /// Free `/metrics` render slots ([`MAX_METRICS_RENDERS`]).
     pub(crate) metrics_renders: Arc<Semaphore>,
+    /// What `/status` and `/status.json` show; published by the daemon at start and
+    /// after each cycle and reload. `None` → they answer 503.
+    pub status: Arc<RwLock<Option<Arc<crate::status::Snapshot>>>>,
+    /// Free status render slots ([`MAX_METRICS_RENDERS`], separate from the metrics
+    /// ones so a burst of page loads cannot starve Prometheus).
+    pub(crate) status_renders: Arc<Semaphore>,
 }
 
 impl ServerState {
@@ -126,7 +137,23 @@ impl ServerState {
             trigger_overflow: Arc::new(AtomicBool::new(false)),
             validator: Arc::new(RwLock::new(None)),
             metrics_renders: Arc::new(Semaphore::new(MAX_METRICS_RENDERS)),
+            status: Arc::new(RwLock::new(None)),
+            status_renders: Arc::new(Semaphore::new(MAX_METRICS_RENDERS)),
         }
+    }
+
+    /// Publishes a new status snapshot (the daemon, after each cycle and reload).
+    pub fn set_status(&self, snapshot: crate::status::Snapshot) {
+        *self.status.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(snapshot));
+    }
+
+    /// The snapshot last published; the `Arc` is cloned so no lock is held while
+    /// rendering.
+    fn status(&self) -> Option<Arc<crate::status::Snapshot>> {
+        self.status
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Replaces the trigger token (config reload). `None` disables `/trigger`.
@@ -183,6 +210,8 @@ fn app(state: ServerState, request_timeout: Duration) -> Router {
         .route("/healthz", get(probes::get_healthz))
         .route("/readyz", get(probes::get_readyz))
         .route("/trigger", post(trigger::post_trigger))
+        .route("/status", get(status::get_status_page))
+        .route("/status.json", get(status::get_status_json))
         // 503, not tower-http's default 408: by the time this fires the client has sent
         // its request (a slow trigger body gets its own 408 earlier); the server is slow.
         .layer(TimeoutLayer::with_status_code(

@@ -39,7 +39,7 @@ use crate::portal::Portal;
 use crate::report::{CycleReport, PortalReport};
 use crate::resolve::{self, Desired, Freshness, SecretCache};
 use crate::sources::Sources;
-use crate::state::{CycleRecord, Halt, Pairs, State};
+use crate::state::{CycleRecord, Halt, Pairs, SourceRecord, State};
 
 use health::Health;
 use rollout::Rollout;
@@ -179,6 +179,9 @@ impl Engine {
         let targets = mapping::targets(&self.config, filter);
         let resolution =
             resolve::resolve(&targets, &self.sources, &self.cache, opts.freshness).await;
+        if opts.mode == Mode::Apply {
+            record_sources(state, &resolution.sources, started_unix);
+        }
 
         // Group per portal and wave, keeping the config's order within a portal.
         let mut waves: BTreeMap<usize, BTreeMap<String, Vec<Prepared>>> = BTreeMap::new();
@@ -308,6 +311,9 @@ impl Engine {
         state
             .portals
             .retain(|name, _| config.portals.contains_key(name));
+        state
+            .sources
+            .retain(|name, _| config.sources.contains_key(name));
         for (name, ps) in state.portals.iter_mut() {
             ps.services.retain(|svc, _| {
                 config
@@ -336,5 +342,17 @@ impl Engine {
     /// Drops cached secret values (after a config reload).
     pub fn clear_cache(&self) {
         self.cache.clear();
+    }
+}
+
+/// Source health for the status page: how each store used by this cycle answered.
+fn record_sources(state: &mut State, health: &[(String, Option<Failure>)], now: i64) {
+    for (name, failure) in health {
+        *state.sources.entry_or_default(name) = SourceRecord {
+            ok: failure.is_none(),
+            error: failure.as_ref().map(|f| f.message.as_str().into()),
+            error_kind: failure.as_ref().map(|f| f.kind),
+            checked_at: now,
+        };
     }
 }
