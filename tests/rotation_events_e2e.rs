@@ -124,6 +124,19 @@ async fn an_aws_rotation_event_reaches_every_portal_without_waiting_for_the_sche
         .await;
     assert!(observed >= 5.0, "propagation observations: {observed}");
 
+    // The status page names the queue (host and name; no account id).
+    let status: serde_json::Value = reqwest::get(format!("http://{listen}/status.json"))
+        .await
+        .expect("GET /status.json")
+        .json()
+        .await
+        .expect("status JSON");
+    assert_eq!(
+        status["daemon"]["events"][0]["queue"], "authsync-rotation",
+        "{status}"
+    );
+    assert!(!status.to_string().contains("123456789012"), "{status}");
+
     let output = d.stop().await.1;
     for s in PLANTED.iter().chain(&extra()) {
         assert!(
