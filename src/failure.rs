@@ -119,6 +119,15 @@ impl FailureKind {
         )
     }
 
+    /// The store itself is failing (login refused, unreachable): every secret it holds
+    /// is affected, unlike a missing or malformed secret, which is one service's problem.
+    pub fn is_store_wide(self) -> bool {
+        matches!(
+            self,
+            FailureKind::SourceAuth | FailureKind::SourceUnavailable
+        )
+    }
+
     /// A problem with reading a secret: the service is skipped, nothing is sent.
     pub fn is_source(self) -> bool {
         matches!(

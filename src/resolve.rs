@@ -89,8 +89,8 @@ pub struct Resolution {
     pub value_reads: usize,
     /// Values served from the cache because their version had not moved.
     pub cache_hits: usize,
-    /// Per source this resolution used: `None` when every read succeeded, else the
-    /// first failure (for the state file's source health).
+    /// Per source this resolution used: `None` when the store answered, else its first
+    /// store-wide failure (login refused, unreachable), for the state file's source health.
     pub sources: Vec<(String, Option<Failure>)>,
 }
 
@@ -127,7 +127,10 @@ pub async fn resolve(
     let (mut value_reads, mut cache_hits) = (0, 0);
     let mut health = Vec::with_capacity(per_source.len());
     for (source, (found, reads, hits)) in per_source {
-        let first_error = found.iter().find_map(|(_, r)| r.as_ref().err().cloned());
+        // A missing or malformed secret shows on its services, not as a failing store.
+        let first_error = found
+            .iter()
+            .find_map(|(_, r)| r.as_ref().err().filter(|f| f.kind.is_store_wide()).cloned());
         health.push((source, first_error));
         results.extend(found);
         value_reads += reads;

@@ -185,6 +185,17 @@ async fn a_missing_secret_skips_only_its_service_and_sends_nothing_for_it() {
         w.state.service("a", "telegram").map(|s| s.result),
         Some(LastResult::Skipped)
     );
+    // A missing secret is its service's problem; the store itself answered.
+    assert_eq!(w.state.sources.get("kv").map(|s| s.ok), Some(true));
+
+    // A store that is down is recorded as such (the status page's source health).
+    w.store.fail(Some(crate::sources::SourceError::Unavailable(
+        "connection refused".into(),
+    )));
+    w.sync().await;
+    let kv = w.state.sources.get("kv").cloned().unwrap_or_default();
+    assert!(!kv.ok);
+    assert_eq!(kv.error_kind, Some(FailureKind::SourceUnavailable));
 }
 
 #[tokio::test]
