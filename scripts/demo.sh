@@ -434,6 +434,10 @@ say "authsync plan: in sync (exit 0)"
 step plan-3 plan
 expect_rc 0 "final plan"
 
+say "authsync status: the same from the state file alone, as a CronJob would see it (exit 0)"
+step status status --all
+expect_rc 0 "status"
+
 # ================================================================== 7. leak check
 say "Leak check: no planted secret value in any authsync output, the config or the state file"
 LEAK_FILES=("$RUN_DIR"/out/* "$CONFIG")

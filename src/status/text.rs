@@ -104,7 +104,14 @@ pub fn render(view: &Status<'_>) -> String {
         );
     }
     if !view.sources.is_empty() {
-        out.push_str("\nSOURCE  HEALTH\n");
+        let width = view
+            .sources
+            .iter()
+            .map(|s| s.name.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max("SOURCE".len());
+        let _ = writeln!(out, "\n{:<width$}  HEALTH", "SOURCE");
         for src in view.sources {
             let health = match (src.ok, &src.last_error) {
                 (Some(true), _) => "ok".to_string(),
@@ -112,7 +119,7 @@ pub fn render(view: &Status<'_>) -> String {
                 (Some(false), None) => "error".to_string(),
                 (None, _) => "not checked yet".to_string(),
             };
-            let _ = writeln!(out, "{}  {health}", src.name);
+            let _ = writeln!(out, "{:<width$}  {health}", src.name);
         }
     }
     out
