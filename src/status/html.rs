@@ -88,15 +88,15 @@ pub fn render(view: &Status<'_>, filter: &Filter, refresh: Option<u32>) -> Strin
     out
 }
 
-fn when(t: Option<&Timestamp>) -> &str {
-    t.map_or("never", |t| t.rfc3339.as_str())
+fn when(t: Option<&Timestamp>) -> String {
+    t.map_or("never".to_string(), Timestamp::rfc3339)
 }
 
 fn header(out: &mut String, view: &Status<'_>) {
     let _ = writeln!(
         out,
         "<p class=\"meta\" id=\"generated\">generated {}</p>",
-        escape(&view.generated_at.rfc3339)
+        escape(&view.generated_at.rfc3339())
     );
     out.push_str("<p class=\"meta\" id=\"last-cycle\">last cycle: ");
     match view.last_cycle {
@@ -104,8 +104,8 @@ fn header(out: &mut String, view: &Status<'_>) {
             let _ = write!(
                 out,
                 "{} → {}, <strong class=\"result-{r}\">{r}</strong>",
-                escape(&c.started.rfc3339),
-                escape(&c.finished.rfc3339),
+                escape(&c.started.rfc3339()),
+                escape(&c.finished.rfc3339()),
                 r = escape(&c.result)
             );
         }
@@ -117,7 +117,7 @@ fn header(out: &mut String, view: &Status<'_>) {
             let _ = write!(
                 out,
                 "<p class=\"meta\" id=\"next-cycle\">next cycle: {}</p>\n<p class=\"meta\" id=\"events\">events queue: ",
-                escape(when(d.next_cycle.as_ref()))
+                escape(&when(d.next_cycle.as_ref()))
             );
             if d.events.is_empty() {
                 out.push_str("none");
@@ -262,12 +262,12 @@ fn grid(out: &mut String, view: &Status<'_>, filter: &Filter, refresh: Option<u3
             "<tr data-portal=\"{n}\"><th class=\"state-{s}\" title=\"last fully in sync: {w}\">{n}</th><td>{wave}</td>",
             n = escape(p.name),
             s = p.state.as_str(),
-            w = escape(when(p.last_success)),
+            w = escape(&when(p.last_success)),
             wave = p.wave.map(|w| w.to_string()).unwrap_or_else(|| "–".into())
         );
         let mut cells = p.services.iter().peekable();
         for column in &view.services {
-            let Some(cell) = cells.next_if(|c| c.service == *column) else {
+            let Some(cell) = cells.next_if(|c| &*c.service == *column) else {
                 out.push_str("<td class=\"none\">–</td>");
                 continue;
             };
@@ -336,7 +336,8 @@ fn render_cell(out: &mut String, cell: &ServiceStatus, error_no: Option<usize>) 
         None => {
             if let Some(t) = &cell.last_confirmed {
                 // The date is enough at a glance; the title has the time.
-                let _ = write!(out, "<small>{}</small>", t.rfc3339.get(..10).unwrap_or(""));
+                let text = t.rfc3339();
+                let _ = write!(out, "<small>{}</small>", text.get(..10).unwrap_or(""));
             }
         }
     }
@@ -356,7 +357,7 @@ fn sources(out: &mut String, view: &Status<'_>) {
             "<tr data-source=\"{n}\"><th>{n}</th><td>{k}</td><td class=\"{class}\">{label}</td><td>{c}</td><td>",
             n = escape(&s.name),
             k = escape(&s.kind),
-            c = escape(when(s.checked_at.as_ref()))
+            c = escape(&when(s.checked_at.as_ref()))
         );
         if let Some(e) = &s.last_error {
             if let Some(kind) = s.error_kind {

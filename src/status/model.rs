@@ -5,7 +5,8 @@
 //! The snapshot is built once and viewed many times: a page load only filters and
 //! renders, it never touches the state or scrubs a text again.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -79,26 +80,42 @@ impl CellState {
     }
 }
 
-/// A point in time, as Unix seconds and RFC 3339 (UTC).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A point in time, serialized as `{"unix": …, "rfc3339": "…"}` (UTC). Only the number
+/// is kept: a snapshot holds tens of thousands of these, and the text is made when shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timestamp {
     pub unix: i64,
-    pub rfc3339: String,
 }
 
 impl Timestamp {
     pub fn at(unix: i64) -> Timestamp {
-        let rfc3339 = chrono::DateTime::from_timestamp(unix, 0)
+        Timestamp { unix }
+    }
+
+    /// RFC 3339 in UTC, whole seconds (`2026-12-02T10:14:00Z`).
+    pub fn rfc3339(&self) -> String {
+        chrono::DateTime::from_timestamp(self.unix, 0)
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-            .unwrap_or_default();
-        Timestamp { unix, rfc3339 }
+            .unwrap_or_default()
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = serializer.serialize_struct("Timestamp", 2)?;
+        st.serialize_field("unix", &self.unix)?;
+        st.serialize_field("rfc3339", &self.rfc3339())?;
+        st.end()
     }
 }
 
 /// One (portal, service) cell.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServiceStatus {
-    pub service: String,
+    /// Shared by every portal's cell of the service (20,000 cells, 20 names).
+    #[serde(serialize_with = "as_str")]
+    pub service: Arc<str>,
     pub state: CellState,
     /// The portal's rollout wave, 1-based as in the logs; `null` without `[sync] rollout`.
     pub wave: Option<usize>,
@@ -219,6 +236,7 @@ impl Snapshot {
         let scrubber = Scrubber::new(config);
         let staged = config.sync.rollout.is_some();
         let mut portals = Vec::with_capacity(config.portals.len());
+        let mut interned: BTreeMap<&str, Arc<str>> = BTreeMap::new();
         for name in config.portals.keys() {
             let wave = staged.then(|| config.sync.wave_of(name) + 1);
             let names: BTreeSet<&str> = config
@@ -233,7 +251,11 @@ impl Snapshot {
                 .into_iter()
                 .map(|service| {
                     let st = recorded.and_then(|p| p.services.get(service));
-                    cell(service, st, wave, &scrub)
+                    let shared = interned
+                        .entry(service)
+                        .or_insert_with(|| Arc::from(service))
+                        .clone();
+                    cell(shared, st, wave, &scrub)
                 })
                 .collect();
             let worst = services
@@ -335,7 +357,7 @@ impl Snapshot {
         let shown: Vec<PortalView<'_>> = shown.drain(start..end).collect();
         let services: Vec<&str> = shown
             .iter()
-            .flat_map(|p| p.services.iter().map(|s| s.service.as_str()))
+            .flat_map(|p| p.services.iter().map(|s| &*s.service))
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
@@ -361,15 +383,19 @@ impl Snapshot {
     }
 }
 
+fn as_str<S: serde::Serializer>(s: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(s)
+}
+
 fn cell(
-    service: &str,
+    service: Arc<str>,
     st: Option<&ServiceState>,
     wave: Option<usize>,
     scrub: &PortalScrubber<'_>,
 ) -> ServiceStatus {
     let Some(st) = st else {
         return ServiceStatus {
-            service: service.to_string(),
+            service,
             state: CellState::Pending,
             wave,
             last_confirmed: None,
@@ -384,7 +410,7 @@ fn cell(
         .then(|| st.confirmed_at.max(st.pushed_at))
         .flatten();
     ServiceStatus {
-        service: service.to_string(),
+        service,
         state,
         wave,
         last_confirmed: confirmed.map(Timestamp::at),

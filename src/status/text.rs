@@ -25,7 +25,9 @@ pub fn render(view: &Status<'_>) -> String {
             let _ = writeln!(
                 out,
                 "last cycle: {} → {} ({})",
-                c.started.rfc3339, c.finished.rfc3339, c.result
+                c.started.rfc3339(),
+                c.finished.rfc3339(),
+                c.result
             );
         }
         None => out.push_str("last cycle: none recorded\n"),
@@ -36,7 +38,7 @@ pub fn render(view: &Status<'_>) -> String {
             "next cycle: {}",
             d.next_cycle
                 .as_ref()
-                .map_or("unknown", |t| t.rfc3339.as_str())
+                .map_or("unknown".to_string(), |t| t.rfc3339())
         );
     }
     out.push('\n');
@@ -47,12 +49,12 @@ pub fn render(view: &Status<'_>) -> String {
             p.services.iter().map(move |c| {
                 [
                     p.name.to_string(),
-                    c.service.clone(),
+                    c.service.to_string(),
                     c.state.as_str().to_string(),
                     c.wave.map_or("-".to_string(), |w| w.to_string()),
                     c.last_confirmed
                         .as_ref()
-                        .map_or("never".to_string(), |t| t.rfc3339.clone()),
+                        .map_or("never".to_string(), |t| t.rfc3339()),
                     c.last_error.as_deref().map_or(String::new(), one_line),
                 ]
             })
