@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::daemon::{daemon_config, daemon_env, Daemon, TRIGGER_TOKEN};
+use common::daemon::{daemon_config, daemon_env, log_count, Daemon, TRIGGER_TOKEN};
 use common::*;
 use serde_json::json;
 
@@ -230,4 +230,48 @@ async fn check_online_probes_the_events_queue() {
         "{}",
         run.output()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_restarts_the_consumer_and_sigterm_stops_it_promptly() {
+    let w = World::start().await;
+    let queue = w.moto.create_queue("authsync-reload").await;
+    let (text, listen) = config_with_events(&w, &queue);
+    // Long polls of 20 s: shutdown must not wait for one to end.
+    let text = text.replace("wait_time = \"1s\"", "wait_time = \"20s\"");
+    let cfg = w.write("reload.toml", &text);
+    let mut d = Daemon::start(&cfg, &daemon_env(&w), &listen, "reload").await;
+    d.wait_ready().await;
+    let listening = "listening for rotation events";
+
+    d.signal("HUP");
+    d.wait_for("the consumer restarted", Duration::from_secs(20), || async {
+        log_count(&d.output(), listening) == 2
+    })
+    .await;
+    // The new consumer delivers: an event after the reload still moves the value.
+    w.moto
+        .put_secret_value("docspace/backup-s3", &s3_json(NEW_ACCESS, NEW_SECRET))
+        .await;
+    w.moto
+        .send_message(&queue, &put_secret_value_event("docspace/backup-s3"))
+        .await;
+    d.wait_for("the new key on both portals", Duration::from_secs(20), || async {
+        w.alpha.value("s3", "acesskey").as_deref() == Some(NEW_ACCESS)
+            && w.beta.value("s3", "acesskey").as_deref() == Some(NEW_ACCESS)
+    })
+    .await;
+
+    // SIGTERM in the middle of a 20 s long poll: the daemon does not wait for it.
+    let started = std::time::Instant::now();
+    let (code, output) = d.stop().await;
+    assert_eq!(code, 0, "{output}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stopping waited for the long poll: {:?}",
+        started.elapsed()
+    );
+    for s in PLANTED.iter().chain(&extra()) {
+        assert!(!output.contains(s), "a planted value in the daemon's output");
+    }
 }
