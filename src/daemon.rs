@@ -38,6 +38,7 @@ use crate::report::{CycleReport, Outcome};
 use crate::resolve::Freshness;
 use crate::secret::SecretString;
 use crate::server::{self, ServerState, TriggerRequest};
+use crate::sources::aws::AwsSourceConfig;
 use crate::state::{CycleRecord, State};
 use crate::sync::{CycleOptions, Engine, Mode};
 
@@ -204,11 +205,10 @@ struct Daemon {
     hup: tokio::signal::unix::Signal,
     /// When a rollout wave's soak time ends: a cycle then gives the next wave its values.
     wake_at: Option<tokio::time::Instant>,
-    /// Rotation events from the SQS consumers, and the token that stops them (renewed on
-    /// reload, a child of `shutdown`).
+    /// Rotation events from the SQS consumers, and the consumers by source.
     events: mpsc::Receiver<EventBatch>,
     events_tx: mpsc::Sender<EventBatch>,
-    events_stop: CancellationToken,
+    consumers: Consumers,
 }
 
 impl Daemon {
@@ -254,7 +254,8 @@ impl Daemon {
         let config = Arc::new(config);
         server.set_validator(validator(&config));
         let (events_tx, events) = mpsc::channel(16);
-        let events_stop = start_events(&config, &shutdown, &events_tx).await;
+        let mut consumers = Consumers::new();
+        start_events(&config, &shutdown, &events_tx, &mut consumers).await;
         let engine = Engine::new(config).await;
         notify::spawn_watchdog(liveness.clone());
         Ok(Daemon {
@@ -273,7 +274,7 @@ impl Daemon {
             wake_at: None,
             events,
             events_tx,
-            events_stop,
+            consumers,
         })
     }
 
@@ -601,9 +602,14 @@ impl Daemon {
         let previous = std::mem::replace(&mut self.engine, Engine::new(config).await);
         previous.close().await;
         self.server.set_trigger_token(token);
-        // The consumers know the referenced paths and credentials: restart them.
-        self.events_stop.cancel();
-        self.events_stop = start_events(&self.engine.config, &self.shutdown, &self.events_tx).await;
+        // Consumers whose settings or paths changed restart; the others keep polling.
+        start_events(
+            &self.engine.config,
+            &self.shutdown,
+            &self.events_tx,
+            &mut self.consumers,
+        )
+        .await;
         metrics().config_reload("ok");
         tracing::info!("config reloaded");
     }
@@ -623,24 +629,65 @@ impl Daemon {
     }
 }
 
-/// Starts one rotation-event consumer per AWS source with `events`; they stop when the
-/// returned token (a child of `shutdown`) is cancelled.
+/// A running rotation-event consumer: what it was started with, and its stop token (a
+/// child of the daemon's shutdown token).
+struct Consumer {
+    settings: AwsSourceConfig,
+    paths: BTreeSet<String>,
+    stop: CancellationToken,
+}
+
+/// The consumers by source name.
+type Consumers = std::collections::BTreeMap<String, Consumer>;
+
+/// Makes `running` match `config`: one consumer per AWS source with `events`. A consumer
+/// whose source settings and referenced paths did not change keeps running: stopping one
+/// drops its long poll, and a message SQS hands to a dropped poll stays invisible until
+/// the queue's visibility timeout (a delayed rotation for nothing).
 async fn start_events(
     config: &Config,
     shutdown: &Shutdown,
     tx: &mpsc::Sender<EventBatch>,
-) -> CancellationToken {
-    let stop = shutdown.child_token();
+    running: &mut Consumers,
+) {
+    let mut wanted = Consumers::new();
     for (name, source) in &config.sources {
-        let Some(aws) = source.get::<crate::sources::aws::AwsSourceConfig>() else {
+        let Some(aws) = source.get::<AwsSourceConfig>() else {
             continue;
         };
         let Some(cfg) = &aws.events else { continue };
-        let sdk = crate::sources::aws::sdk_config(aws).await;
         let paths = events::referenced_paths(config, name);
-        events::spawn(name.clone(), &sdk, cfg, paths, tx.clone(), stop.clone());
+        if let Some(c) = running.remove(name) {
+            if c.settings == *aws && c.paths == paths {
+                wanted.insert(name.clone(), c);
+                continue;
+            }
+            c.stop.cancel();
+        }
+        let stop = shutdown.child_token();
+        let sdk = crate::sources::aws::sdk_config(aws).await;
+        events::spawn(
+            name.clone(),
+            &sdk,
+            cfg,
+            paths.clone(),
+            tx.clone(),
+            stop.clone(),
+        );
+        let settings = aws.clone();
+        wanted.insert(
+            name.clone(),
+            Consumer {
+                settings,
+                paths,
+                stop,
+            },
+        );
     }
-    stop
+    for c in std::mem::take(running).into_values() {
+        c.stop.cancel();
+    }
+    *running = wanted;
 }
 
 /// Cancels `shutdown` at the first SIGTERM or SIGINT.

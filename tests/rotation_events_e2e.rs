@@ -233,36 +233,57 @@ async fn check_online_probes_the_events_queue() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sighup_restarts_the_consumer_and_sigterm_stops_it_promptly() {
+async fn sighup_keeps_an_unchanged_consumer_restarts_a_changed_one_and_sigterm_stops_it() {
     let w = World::start().await;
-    let queue = w.moto.create_queue("authsync-reload").await;
+    // A message SQS hands to a poll that was dropped (a restarted consumer) comes back
+    // after the visibility timeout: 1 s here.
+    let queue = w
+        .moto
+        .create_queue_with("authsync-reload", &[("VisibilityTimeout", "1")])
+        .await;
     let (text, listen) = config_with_events(&w, &queue);
     // Long polls of 20 s: shutdown must not wait for one to end.
     let text = text.replace("wait_time = \"1s\"", "wait_time = \"20s\"");
     let cfg = w.write("reload.toml", &text);
     let mut d = Daemon::start(&cfg, &daemon_env(&w), &listen, "reload").await;
     d.wait_ready().await;
-    let listening = "listening for rotation events";
+    let (listening, reloaded) = ("listening for rotation events", "config reloaded");
 
+    // Unchanged: the consumer keeps its long poll.
     d.signal("HUP");
-    d.wait_for("the consumer restarted", Duration::from_secs(20), || async {
-        log_count(&d.output(), listening) == 2
+    d.wait_for("the reload", Duration::from_secs(20), || async {
+        log_count(&d.output(), reloaded) == 1
     })
     .await;
-    // The new consumer delivers: an event after the reload still moves the value.
+    assert_eq!(log_count(&d.output(), listening), 1, "{}", d.output());
+
+    // Changed (another wait time): a new consumer, and it delivers.
+    let changed = text.replace("wait_time = \"20s\"", "wait_time = \"19s\"");
+    std::fs::write(&cfg, changed).expect("rewrite config");
+    d.signal("HUP");
+    d.wait_for(
+        "the consumer restarted",
+        Duration::from_secs(20),
+        || async { log_count(&d.output(), listening) == 2 },
+    )
+    .await;
     w.moto
         .put_secret_value("docspace/backup-s3", &s3_json(NEW_ACCESS, NEW_SECRET))
         .await;
     w.moto
         .send_message(&queue, &put_secret_value_event("docspace/backup-s3"))
         .await;
-    d.wait_for("the new key on both portals", Duration::from_secs(20), || async {
-        w.alpha.value("s3", "acesskey").as_deref() == Some(NEW_ACCESS)
-            && w.beta.value("s3", "acesskey").as_deref() == Some(NEW_ACCESS)
-    })
+    d.wait_for(
+        "the new key on both portals",
+        Duration::from_secs(30),
+        || async {
+            w.alpha.value("s3", "acesskey").as_deref() == Some(NEW_ACCESS)
+                && w.beta.value("s3", "acesskey").as_deref() == Some(NEW_ACCESS)
+        },
+    )
     .await;
 
-    // SIGTERM in the middle of a 20 s long poll: the daemon does not wait for it.
+    // SIGTERM in the middle of a long poll: the daemon does not wait for it.
     let started = std::time::Instant::now();
     let (code, output) = d.stop().await;
     assert_eq!(code, 0, "{output}");
@@ -272,6 +293,9 @@ async fn sighup_restarts_the_consumer_and_sigterm_stops_it_promptly() {
         started.elapsed()
     );
     for s in PLANTED.iter().chain(&extra()) {
-        assert!(!output.contains(s), "a planted value in the daemon's output");
+        assert!(
+            !output.contains(s),
+            "a planted value in the daemon's output"
+        );
     }
 }

@@ -14,7 +14,7 @@ use crate::sources::{Source, SourceError, StoreConfig};
 
 /// `kind = "aws"`: AWS Secrets Manager. Credentials come from the AWS default chain
 /// (env, profile, web identity / IRSA, ECS, IMDS).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AwsSourceConfig {
     #[serde(rename = "kind")]
