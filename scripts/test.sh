@@ -30,4 +30,4 @@ fi
 export AUTHSYNC_REQUIRE_BROWSER=1
 
 echo "==> cargo test --workspace"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast

@@ -541,8 +541,9 @@ async fn a_deleted_queue_is_reported_once_backs_off_and_recovers_when_recreated(
     })
     .await;
     let first_failure = Instant::now();
+    // The failed receive may be the one that was in flight (already counted) or a later one.
     let at_first = failed(&h);
-    assert!(at_first > before);
+    assert!(at_first >= before && at_first > 0);
     wait_until("two more receives", Duration::from_secs(15), || async {
         failed(&h) >= at_first + 2
     })
