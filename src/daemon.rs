@@ -775,10 +775,7 @@ props.googleClientId = "kv:google#id"
 service = "telegram"
 props.telegramBotToken = "kv:tg/{portal}#token"
 "#;
-        let config = match config::parse(text, std::path::Path::new("t.toml")) {
-            Ok(l) => l.config,
-            Err(e) => panic!("{e}"),
-        };
+        let config = crate::config::parse_valid(text);
         let t = |portals: &[&str], secrets: &[&str]| TriggerRequest {
             portals: portals.iter().map(|s| s.to_string()).collect(),
             secrets: secrets.iter().map(|s| s.to_string()).collect(),

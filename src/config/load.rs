@@ -766,5 +766,14 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// A config that must be valid, for unit tests: the errors are the panic message.
+#[cfg(test)]
+pub fn parse_valid(text: &str) -> Config {
+    match parse(text, Path::new("test.toml")) {
+        Ok(loaded) => loaded.config,
+        Err(e) => panic!("{e}"),
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -16,6 +16,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use checks::{insecure_http_host, Checks};
+#[cfg(test)]
+pub use load::parse_valid;
 pub use load::{load, parse, ConfigError, Diagnostic, Loaded, Severity};
 pub use reference::{PropRef, SecretRef};
 // Each store's settings live with the store (`src/sources/<kind>/`); these names stay

@@ -607,10 +607,7 @@ service = "google"
 props.googleClientId = "vault:secret/oauth/google#client_id"
 props.googleClientSecret = { source = "aws2", path = "arn:aws:secretsmanager:eu-west-1:1:secret:g-AbCdEf", key = "s" }
 "#;
-        let config = match crate::config::parse(text, std::path::Path::new("t.toml")) {
-            Ok(loaded) => loaded.config,
-            Err(e) => panic!("{e}"),
-        };
+        let config = crate::config::parse_valid(text);
         let aws: Vec<String> = referenced_paths(&config, "aws").into_iter().collect();
         assert_eq!(
             aws,

@@ -657,10 +657,7 @@ portals = ["alpha", "beta"]
 props.acesskey = "vault:secret/s3#id"
 "#
         );
-        match crate::config::parse(&text, std::path::Path::new("t.toml")) {
-            Ok(l) => l.config,
-            Err(e) => panic!("{e}"),
-        }
+        crate::config::parse_valid(&text)
     }
 
     fn set(state: &mut State, portal: &str, service: &str, st: ServiceState) {

@@ -196,10 +196,7 @@ props.googleClientId = "vault:secret/oauth/google#client_id"
 service = "telegram"
 props.telegramBotToken = "vault:kv1/telegram/{portal}#token"
 "#;
-        match crate::config::parse(text, std::path::Path::new("t.toml")) {
-            Ok(l) => l.config,
-            Err(e) => panic!("{e}"),
-        }
+        crate::config::parse_valid(text)
     }
 
     #[test]

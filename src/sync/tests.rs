@@ -46,10 +46,7 @@ fn config(portals: &[&str], sync: &str, maps: &str) -> Config {
         ));
     }
     text.push_str(maps);
-    match crate::config::parse(&text, std::path::Path::new("test.toml")) {
-        Ok(l) => l.config,
-        Err(e) => panic!("{e}"),
-    }
+    crate::config::parse_valid(&text)
 }
 
 impl World {

@@ -1,5 +1,4 @@
 use std::io;
-use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use super::*;
@@ -264,9 +263,7 @@ props.secretaccesskey = "aws:docspace/backup-s3#secret_access_key"
 "#;
 
 fn config() -> Config {
-    crate::config::parse(CONFIG, Path::new("authsync.toml"))
-        .unwrap()
-        .config
+    crate::config::parse_valid(CONFIG)
 }
 
 fn request(portals: &[&str], services: &[&str], secrets: &[&str]) -> TriggerRequest {
