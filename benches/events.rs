@@ -18,7 +18,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use portal_double::{ApiKey, DoubleConfig, Fault, FaultKind, PortalDouble};
+use portal_double::{ApiKey, DoubleConfig, PortalDouble};
 use serde_json::json;
 use testservers::{Moto, OpenBao};
 
@@ -252,30 +252,6 @@ fn s3_json(i: usize) -> String {
     .to_string()
 }
 
-/// A `PutSecretValue` event as EventBridge delivers it (CloudTrail API call), naming the
-/// secret by its ARN only, as events do.
-fn put_secret_value_event(arn: &str, i: usize) -> String {
-    json!({
-        "version": "0",
-        "id": format!("79f04f06-924c-7a00-b3f8-{i:012}"),
-        "detail-type": "AWS API Call via CloudTrail",
-        "source": "aws.secretsmanager",
-        "account": "123456789012",
-        "time": "2026-12-02T10:00:00Z",
-        "region": "us-east-1",
-        "resources": [],
-        "detail": {
-            "eventSource": "secretsmanager.amazonaws.com",
-            "eventName": "PutSecretValue",
-            "awsRegion": "us-east-1",
-            "requestParameters": { "secretId": arn },
-            "responseElements": { "arn": arn, "versionId": format!("bench-{i}") },
-            "eventType": "AwsApiCall"
-        }
-    })
-    .to_string()
-}
-
 /// Median and p99 (nearest rank: the maximum below 100 samples).
 fn stats(samples: &[Duration]) -> (f64, f64) {
     let mut s: Vec<f64> = samples.iter().map(Duration::as_secs_f64).collect();
@@ -340,21 +316,17 @@ async fn run(a: Args) {
 
     let mut doubles = Vec::with_capacity(a.portals);
     for _ in 0..a.portals {
-        let d = PortalDouble::start(DoubleConfig {
+        let config = DoubleConfig {
             api_keys: vec![ApiKey {
                 key: KEY.into(),
                 write: true,
                 admin: true,
             }],
             ..Default::default()
-        })
-        .await
-        .expect("portal double");
-        d.inject(Fault {
-            kind: FaultKind::Delay(a.latency),
-            method: None,
-            times: None,
-        });
+        };
+        let d = PortalDouble::start_with_latency(config, a.latency)
+            .await
+            .expect("portal double");
         doubles.push(d);
     }
 
@@ -425,8 +397,11 @@ async fn run(a: Args) {
         let access = format!("AKIABENCH{i:06}");
         let secret = format!("s3-bench-secret-{i:06}");
         let sent = Instant::now();
-        moto.send_message(&queue, &put_secret_value_event(&arn, i))
-            .await;
+        moto.send_message(
+            &queue,
+            &testservers::put_secret_value_event(&arn, i).to_string(),
+        )
+        .await;
         let took = all_hold(
             &doubles,
             "s3",

@@ -22,7 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use portal_double::{ApiKey, DoubleConfig, Fault, FaultKind, PortalDouble, ServiceSpec};
+use portal_double::{ApiKey, DoubleConfig, PortalDouble, ServiceSpec};
 use serde_json::Value;
 use testservers::{CountingProxy, Moto, OpenBao};
 
@@ -288,7 +288,7 @@ async fn run(a: Args) {
     let services = catalogue(a.services);
     let mut doubles = Vec::with_capacity(a.portals);
     for _ in 0..a.portals {
-        let d = PortalDouble::start(DoubleConfig {
+        let config = DoubleConfig {
             services: services.clone(),
             api_keys: vec![ApiKey {
                 key: KEY.into(),
@@ -296,14 +296,10 @@ async fn run(a: Args) {
                 admin: true,
             }],
             ..Default::default()
-        })
-        .await
-        .expect("portal double");
-        d.inject(Fault {
-            kind: FaultKind::Delay(a.latency),
-            method: None,
-            times: None,
-        });
+        };
+        let d = PortalDouble::start_with_latency(config, a.latency)
+            .await
+            .expect("portal double");
         doubles.push(d);
     }
 

@@ -18,28 +18,12 @@ fn extra() -> [&'static str; 4] {
     [NEW_ACCESS, NEW_SECRET, NEW_GOOGLE, TRIGGER_TOKEN]
 }
 
-/// A `PutSecretValue` event as EventBridge delivers it (CloudTrail API call), naming the
-/// secret by its ARN only, as events do.
-fn put_secret_value_event(arn: &str) -> String {
-    json!({
-        "version": "0",
-        "id": "79f04f06-924c-7a00-b3f8-e532167d23e0",
-        "detail-type": "AWS API Call via CloudTrail",
-        "source": "aws.secretsmanager",
-        "account": "123456789012",
-        "time": "2026-12-02T10:00:00Z",
-        "region": "us-east-1",
-        "resources": [],
-        "detail": {
-            "eventSource": "secretsmanager.amazonaws.com",
-            "eventName": "PutSecretValue",
-            "awsRegion": "us-east-1",
-            "requestParameters": { "secretId": arn, "secretString": NEW_SECRET },
-            "responseElements": { "arn": arn, "versionId": "e2e" },
-            "eventType": "AwsApiCall"
-        }
-    })
-    .to_string()
+/// A `PutSecretValue` event for `secret_id`, carrying the new value where CloudTrail
+/// records request data (it must never reach a log).
+fn put_secret_value_event(secret_id: &str) -> String {
+    let mut event = testservers::put_secret_value_event(secret_id, 1);
+    event["detail"]["requestParameters"]["secretString"] = NEW_SECRET.into();
+    event.to_string()
 }
 
 /// The world's daemon config with `events` on the AWS source and an hour-long schedule,

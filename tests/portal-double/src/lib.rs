@@ -119,6 +119,21 @@ impl PortalDouble {
         PortalDouble::serve(listener, Shared::new(cfg))
     }
 
+    /// Starts a double that answers every request after `latency`, as a portal across a
+    /// network does (benchmarks).
+    pub async fn start_with_latency(
+        cfg: DoubleConfig,
+        latency: std::time::Duration,
+    ) -> std::io::Result<PortalDouble> {
+        let double = PortalDouble::start(cfg).await?;
+        double.inject(Fault {
+            kind: FaultKind::Delay(latency),
+            method: None,
+            times: None,
+        });
+        Ok(double)
+    }
+
     /// Starts another portal of `other`'s installation (authservice-api.md §3): both doubles
     /// read and write ONE key store — the same services and values, and the same refusals
     /// ([`refuse`](Self::refuse)) — as the portals of one self-hosted installation do. Everything

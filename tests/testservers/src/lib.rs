@@ -29,7 +29,7 @@ mod sqs;
 
 pub use audit::{AuditEntry, AuditLog};
 pub use proxy::{CountingProxy, ProxiedRequest, ProxyFault};
-pub use sqs::QueueCounts;
+pub use sqs::{put_secret_value_event, QueueCounts};
 
 use std::collections::HashSet;
 use std::fs::OpenOptions;

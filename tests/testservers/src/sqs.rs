@@ -123,3 +123,27 @@ impl Moto {
         }
     }
 }
+
+/// A `PutSecretValue` event as EventBridge delivers it to a queue (an `AWS API Call via
+/// CloudTrail` record), naming the secret by `secret_id` (a name or, as real events do, an
+/// ARN). `n` makes the event id and version id unique.
+pub fn put_secret_value_event(secret_id: &str, n: usize) -> Value {
+    json!({
+        "version": "0",
+        "id": format!("79f04f06-924c-7a00-b3f8-{n:012}"),
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.secretsmanager",
+        "account": "123456789012",
+        "time": "2026-12-02T10:00:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "eventSource": "secretsmanager.amazonaws.com",
+            "eventName": "PutSecretValue",
+            "awsRegion": "us-east-1",
+            "requestParameters": { "secretId": secret_id },
+            "responseElements": { "arn": secret_id, "versionId": format!("v-{n}") },
+            "eventType": "AwsApiCall"
+        }
+    })
+}
