@@ -261,11 +261,7 @@ async fn check_online(config: Config) -> Vec<String> {
         }
     }
     // Rotation-event queues: reachable and allowed, with the source's credentials.
-    for (name, source) in &engine.config.sources {
-        let Some(aws) = source.get::<crate::sources::aws::AwsSourceConfig>() else {
-            continue;
-        };
-        let Some(events) = &aws.events else { continue };
+    for (name, aws, events) in crate::events::queues(&engine.config) {
         let sdk = crate::sources::aws::sdk_config(aws).await;
         match crate::events::check_queue(&sdk, events).await {
             Ok(q) => notes.push(format!(

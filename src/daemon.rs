@@ -520,17 +520,8 @@ impl Daemon {
             )
             .map(crate::status::Timestamp::at),
             // The rotation-event queues this daemon polls (host and name only).
-            events: config
-                .sources
-                .iter()
-                .filter_map(|(name, source)| {
-                    let aws = source.get::<crate::sources::aws::AwsSourceConfig>()?;
-                    let events = aws.events.as_ref()?;
-                    Some(crate::status::EventsQueue::from_url(
-                        name,
-                        &events.queue_url,
-                    ))
-                })
+            events: events::queues(config)
+                .map(|(name, _, q)| crate::status::EventsQueue::from_url(name, &q.queue_url))
                 .collect(),
         };
         let snapshot = crate::status::Snapshot::build(config, &self.state, Some(live), now);
@@ -651,11 +642,7 @@ async fn start_events(
     running: &mut Consumers,
 ) {
     let mut wanted = Consumers::new();
-    for (name, source) in &config.sources {
-        let Some(aws) = source.get::<AwsSourceConfig>() else {
-            continue;
-        };
-        let Some(cfg) = &aws.events else { continue };
+    for (name, aws, cfg) in events::queues(config) {
         let paths = events::referenced_paths(config, name);
         if let Some(c) = running.remove(name) {
             if c.settings == *aws && c.paths == paths {

@@ -45,10 +45,11 @@ pub struct State {
 /// How one secret store's reads went the last time a cycle used it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct SourceRecord {
-    /// Every read of that cycle succeeded (values served from the cache count).
+    /// The store answered: no refused login, not unreachable. (A missing or malformed
+    /// secret is its services' problem and shows on them.)
     pub ok: bool,
-    /// The first failed read's message (never a value; secret paths are scrubbed only
-    /// when shown, as in the service errors).
+    /// The first store-wide failure's message (never a value; secret paths are scrubbed
+    /// only when shown, as in the service errors).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<Box<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::EventsConfig;
 use super::matching::matching_paths;
 use super::parse::{parse, Parsed};
-use crate::config::{Config, PropRef};
+use crate::config::{AwsSourceConfig, Config, PropRef};
 use crate::mapping::{targets, Filter};
 
 /// The paths rotation events named, for one source. The daemon runs a cycle for the
@@ -70,6 +70,14 @@ pub fn spawn(
 ) -> tokio::task::JoinHandle<()> {
     let consumer = EventConsumer::new(source, sdk, cfg, paths);
     tokio::spawn(consumer.run(tx, shutdown))
+}
+
+/// Each AWS source with `events = { … }`: its name, settings and queue.
+pub fn queues(config: &Config) -> impl Iterator<Item = (&String, &AwsSourceConfig, &EventsConfig)> {
+    config.sources.iter().filter_map(|(name, source)| {
+        let aws = source.get::<AwsSourceConfig>()?;
+        Some((name, aws, aws.events.as_ref()?))
+    })
 }
 
 /// Every AWS path a `[[map]]` reads from `source`, `{portal}` expanded for each portal the

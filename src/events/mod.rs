@@ -12,5 +12,7 @@ pub mod matching;
 pub mod parse;
 
 pub use config::EventsConfig;
-pub use consumer::{check_queue, referenced_paths, spawn, EventBatch, EventConsumer, QueueStatus};
+pub use consumer::{
+    check_queue, queues, referenced_paths, spawn, EventBatch, EventConsumer, QueueStatus,
+};
 pub use parse::Parsed;

@@ -150,7 +150,8 @@ pub struct PortalStatus {
 pub struct SourceStatus {
     pub name: String,
     pub kind: String,
-    /// `true`: every read of that cycle succeeded; `null`: no cycle has used it yet.
+    /// `true`: the store answered in the last cycle that used it (a missing secret shows
+    /// on its services instead); `null`: no cycle has used it yet.
     pub ok: Option<bool>,
     pub last_error: Option<String>,
     pub error_kind: Option<FailureKind>,
