@@ -92,6 +92,41 @@ pub const MAX_METRICS_RENDERS: usize = 2;
 /// How long a scrape waits for a render slot before it gets 503.
 pub const METRICS_WAIT: Duration = Duration::from_secs(2);
 
+/// Why a bounded render gave no body.
+pub(crate) enum RenderError {
+    /// No slot freed up within [`METRICS_WAIT`]: answer 503 with `Retry-After`.
+    Busy,
+    /// The render failed or panicked.
+    Failed(String),
+}
+
+/// Runs `render` on a blocking thread holding one of `slots`, waiting at most
+/// [`METRICS_WAIT`] for one. The slot moves into the render: a request whose client went
+/// away (or timed out) still counts until its render is done.
+pub(crate) async fn render_bounded<T, E>(
+    slots: &Arc<Semaphore>,
+    render: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, RenderError>
+where
+    T: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    let slot = tokio::time::timeout(METRICS_WAIT, Arc::clone(slots).acquire_owned()).await;
+    let Ok(Ok(slot)) = slot else {
+        return Err(RenderError::Busy);
+    };
+    let rendered = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        render()
+    })
+    .await;
+    match rendered {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(e)) => Err(RenderError::Failed(e.to_string())),
+        Err(e) => Err(RenderError::Failed(e.to_string())),
+    }
+}
+
 /// Shared with the daemon.
 #[derive(Clone)]
 pub struct ServerState {

@@ -1,31 +1,21 @@
 //! `/healthz`, `/readyz` and `/metrics`.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::{ServerState, METRICS_WAIT};
+#[cfg(doc)]
+use super::METRICS_WAIT;
+use super::{render_bounded, RenderError, ServerState};
 use crate::metrics::{metrics, CONTENT_TYPE};
 
 /// Renders on a blocking thread holding one of the render slots; a scrape that finds no
 /// free slot within [`METRICS_WAIT`] gets 503 with `Retry-After`.
 pub(super) async fn get_metrics(State(state): State<ServerState>) -> Response {
-    let slot = tokio::time::timeout(
-        METRICS_WAIT,
-        Arc::clone(&state.metrics_renders).acquire_owned(),
-    )
-    .await;
-    let Ok(Ok(slot)) = slot else {
-        return busy();
-    };
-    // The slot moves into the render: a scrape whose client went away (or whose request
-    // timed out) still counts until its render is done.
-    let rendered = tokio::task::spawn_blocking(move || {
-        let _slot = slot;
-        metrics().render()
+    let rendered = render_bounded(&state.metrics_renders, || {
+        Ok::<_, std::convert::Infallible>(metrics().render())
     })
     .await;
     match rendered {
@@ -34,7 +24,8 @@ pub(super) async fn get_metrics(State(state): State<ServerState>) -> Response {
             text,
         )
             .into_response(),
-        Err(e) => {
+        Err(RenderError::Busy) => busy(),
+        Err(RenderError::Failed(e)) => {
             tracing::error!(error = %e, "rendering /metrics failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "cannot render metrics").into_response()
         }
@@ -71,6 +62,8 @@ pub(super) async fn get_readyz(State(state): State<ServerState>) -> (StatusCode,
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use std::time::Duration;
 
     use super::*;

@@ -8,13 +8,13 @@
 //! Until the daemon publishes its first snapshot (at start, from the state file) the
 //! endpoints answer 503.
 
-use std::sync::Arc;
-
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::{ServerState, METRICS_WAIT};
+#[cfg(doc)]
+use super::METRICS_WAIT;
+use super::{render_bounded, RenderError, ServerState};
 use crate::status::{html, Filter};
 
 #[cfg(doc)]
@@ -54,21 +54,7 @@ async fn render(
         )
             .into_response();
     };
-    let slot = tokio::time::timeout(
-        METRICS_WAIT,
-        Arc::clone(&state.status_renders).acquire_owned(),
-    )
-    .await;
-    let Ok(Ok(slot)) = slot else {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, HeaderValue::from_static("1"))],
-            "too many status requests at once; retry\n",
-        )
-            .into_response();
-    };
-    let rendered = tokio::task::spawn_blocking(move || {
-        let _slot = slot;
+    let rendered = render_bounded(&state.status_renders, move || {
         let view = snapshot.view(&filter);
         match format {
             Format::Html => Ok(html::render(&view, &filter, refresh)),
@@ -77,16 +63,16 @@ async fn render(
     })
     .await;
     let body = match rendered {
-        Ok(Ok(body)) => body,
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "rendering /status.json failed");
+        Ok(body) => body,
+        Err(RenderError::Busy) => {
             return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "cannot render the status\n",
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, HeaderValue::from_static("1"))],
+                "too many status requests at once; retry\n",
             )
                 .into_response();
         }
-        Err(e) => {
+        Err(RenderError::Failed(e)) => {
             tracing::error!(error = %e, "rendering the status failed");
             return (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -124,6 +110,8 @@ async fn render(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::server::harness::Harness;
     use crate::server::MAX_METRICS_RENDERS;
