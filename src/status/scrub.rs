@@ -10,13 +10,11 @@
 
 use std::collections::BTreeSet;
 
+use crate::config::reference::PORTAL_PLACEHOLDER;
 use crate::config::{Config, PropRef};
 
 /// What a secret path is replaced by.
 pub const PATH_MARK: &str = "[secret path]";
-
-/// Placeholder for a portal name in a `[[map]]` path.
-const PORTAL_PLACEHOLDER: &str = "{portal}";
 
 /// The secret paths of one config, ready to cut out of texts.
 #[derive(Debug, Default, Clone)]
