@@ -122,12 +122,7 @@ async fn an_aws_rotation_event_reaches_every_portal_without_waiting_for_the_sche
     assert!(!status.to_string().contains("123456789012"), "{status}");
 
     let output = d.stop().await.1;
-    for s in PLANTED.iter().chain(&extra()) {
-        assert!(
-            !output.contains(s),
-            "a planted value in the daemon's output"
-        );
-    }
+    assert_no_planted(&output, "the daemon's output", &extra());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,12 +174,7 @@ async fn a_targeted_trigger_after_bao_kv_put_reaches_only_the_users_of_that_secr
         "google on both portals at start and after the trigger"
     );
     let output = d.stop().await.1;
-    for s in PLANTED.iter().chain(&extra()) {
-        assert!(
-            !output.contains(s),
-            "a planted value in the daemon's output"
-        );
-    }
+    assert_no_planted(&output, "the daemon's output", &extra());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,10 +266,5 @@ async fn sighup_keeps_an_unchanged_consumer_restarts_a_changed_one_and_sigterm_s
         "stopping waited for the long poll: {:?}",
         started.elapsed()
     );
-    for s in PLANTED.iter().chain(&extra()) {
-        assert!(
-            !output.contains(s),
-            "a planted value in the daemon's output"
-        );
-    }
+    assert_no_planted(&output, "the daemon's output", &extra());
 }

@@ -76,6 +76,17 @@ impl Run {
     }
 }
 
+/// Panics if any planted secret (or one of `extra`) appears in `text`, naming `what` and
+/// the secret's index, never the secret.
+pub fn assert_no_planted(text: &str, what: &str, extra: &[&str]) {
+    for (i, secret) in PLANTED.iter().chain(extra).enumerate() {
+        assert!(
+            !text.contains(secret),
+            "planted secret #{i} leaked into {what}"
+        );
+    }
+}
+
 /// Runs the authsync binary with `args`, the given config and environment.
 pub async fn authsync(config: &Path, args: &[&str], env: &[(String, String)]) -> Run {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_authsync"))
